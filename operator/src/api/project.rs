@@ -1,0 +1,131 @@
+//! Project: one isolated, budgeted namespace of a workspace.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList};
+
+/// A ZenML Pro project. Its namespace has the Project's name.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[kube(
+    group = "zenml.io",
+    version = "v1alpha1",
+    kind = "Project",
+    status = "ProjectStatus",
+    shortname = "proj",
+    category = "zenml",
+    derive = "Default",
+    derive = "PartialEq",
+    selectable = ".spec.workspace",
+    doc = "A ZenML Pro project: one namespace, named after the Project, with its quota, limits, network walls, runner ServiceAccount and members.",
+    printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspace"),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Project ID", type_ = "string", priority = 1, json_path = ".spec.projectId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSpec {
+    /// The Workspace this project belongs to. Immutable.
+    #[schemars(schema_with = "super::schema::dns_label")]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("workspace is immutable; create a new Project to move it"))]
+    pub workspace: String,
+    /// Human-readable name, free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+    /// What the project is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub description: Option<String>,
+    /// The ZenML project ID (letters, digits, '-' and '_'), unique within the workspace and kept as the namespace
+    /// label `zenml.io/project-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = "^[A-Za-z0-9_-]+$"))]
+    pub project_id: Option<String>,
+    /// ResourceQuota, merged key by key over the workspace's `projectDefaults.quota`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaSpec>,
+    /// LimitRange, merged key by key over the workspace's `projectDefaults.limitRange`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_range: Option<LimitRangeSpec>,
+    /// None, Project (ingress only from this namespace) or Workspace (from the workspace's namespaces). Defaults to
+    /// the workspace's `projectDefaults.networkIsolation`, else Project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_isolation: Option<NetworkIsolation>,
+    /// Extra namespace labels, e.g. a cost center. Labels the workspace enforces win.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::project_labels")]
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Extra namespace annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::project_annotations")]
+    pub namespace_annotations: BTreeMap<String, String>,
+    /// The ServiceAccount pipeline steps run as, bound to the `edit` role in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerSpec>,
+    /// Delete (the default) deletes the namespace with the Project; Retain keeps it and everything in it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The runner ServiceAccount of a project.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerSpec {
+    /// Name of the ServiceAccount; defaults to `zenml-runner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
+    /// Annotations on the ServiceAccount, e.g. workload identity for artifact stores
+    /// (`eks.amazonaws.com/role-arn`, `iam.gke.io/gcp-service-account`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::project_annotations")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Observed state of a Project.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, NamespaceReady, QuotaReady, AccessReady and NetworkReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The project namespace, once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Number of subjects per role in the project.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, i32>,
+    /// The quota granted to the project and its use, mirrored from the ResourceQuota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<ProjectQuotaStatus>,
+}
+
+/// Quota granted to a project and its use.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectQuotaStatus {
+    /// Granted hard limits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hard: ResourceList,
+    /// Current use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub used: ResourceList,
+}

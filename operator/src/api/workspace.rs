@@ -1,0 +1,157 @@
+//! Workspace: a group of projects with shared admins, defaults, a budget and the roles it allows.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
+
+/// A ZenML Pro workspace: projects that share admins, defaults, a budget and a set of allowed roles.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[kube(
+    group = "zenml.io",
+    version = "v1alpha1",
+    kind = "Workspace",
+    status = "WorkspaceStatus",
+    shortname = "ws",
+    category = "zenml",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "A ZenML Pro workspace: a group of projects with shared admins, defaults, a budget and allowed roles.",
+    printcolumn(name = "Projects", type_ = "integer", json_path = ".status.projects"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.members) || self.members.all(m, m.role in ['admin', 'developer', 'contributor', 'viewer'] || (has(self.roles) && self.roles.exists(r, r.name == m.role)))"
+).message("every members[].role must be admin, developer, contributor, viewer or a role listed in spec.roles").field_path(".members"))]
+pub struct WorkspaceSpec {
+    /// Human-readable name, free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+    /// What the workspace is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub description: Option<String>,
+    /// Role bindings applied in every project of the workspace. Members with role `admin` may also create
+    /// Projects in this workspace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub members: Vec<WorkspaceMember>,
+    /// Defaults every Project of the workspace inherits, key by key, unless it overrides them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_defaults: Option<ProjectDefaults>,
+    /// The most all projects of the workspace may be granted together, summed over their quotas. Projects are
+    /// granted their quota oldest first; one that does not fit gets `QuotaReady=False`, reason `BudgetExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<WorkspaceBudget>,
+    /// The most projects the workspace may hold; unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_projects: Option<i32>,
+    /// Custom roles allowed in this workspace besides the built-in admin, developer, contributor and viewer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub roles: Vec<CustomRole>,
+}
+
+/// A role granted to subjects in every project of the workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceMember {
+    /// admin, developer, contributor, viewer, or a custom role listed in `spec.roles`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = "^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub role: String,
+    /// Who gets the role.
+    #[schemars(length(min = 1, max = 64))]
+    pub subjects: Vec<Subject>,
+}
+
+/// Defaults for the projects of a workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectDefaults {
+    /// Default ResourceQuota; a project overrides it key by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaSpec>,
+    /// Default LimitRange; a project overrides it key by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_range: Option<LimitRangeSpec>,
+    /// Default network isolation: None, Project (the default) or Workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_isolation: Option<NetworkIsolation>,
+    /// Labels set on every project namespace. Enforced: a project cannot override them. Pod Security labels
+    /// (`pod-security.kubernetes.io/enforce: baseline`) belong here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::workspace_labels")]
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// The resources a workspace's projects may be granted in total.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceBudget {
+    /// Totals by resource name; resources not named here are not limited by the budget.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::quota_list")]
+    pub hard: ResourceList,
+}
+
+/// A custom role the workspace allows, backed by an existing ClusterRole.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRole {
+    /// The role name used in ProjectRoleBindings and `members`; lowercase, not one of the built-in roles.
+    #[schemars(length(min = 1, max = 63), regex(pattern = "^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = kube::core::Rule::new("!(self in ['admin', 'developer', 'contributor', 'viewer'])")
+        .message("admin, developer, contributor and viewer are built-in roles and cannot be redefined"))]
+    pub name: String,
+    /// The ClusterRole bound in the project namespace. The operator must be allowed to bind it (the chart's
+    /// `customRoles` value); `cluster-admin` and `system:` roles are never allowed.
+    #[schemars(length(min = 1, max = 253), regex(pattern = "^[A-Za-z0-9][-A-Za-z0-9_.:]*$"))]
+    #[x_kube(validation = kube::core::Rule::new("self != 'cluster-admin' && !self.startsWith('system:')")
+        .message("cluster-admin and system: ClusterRoles can never be granted through a workspace"))]
+    pub cluster_role: String,
+}
+
+/// Observed state of a Workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, and the reasons it is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// How many projects the workspace holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<i32>,
+    /// The budget and how much of it is granted to projects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<WorkspaceBudgetStatus>,
+}
+
+/// Budget usage of a workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceBudgetStatus {
+    /// The budget, as in the spec.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hard: ResourceList,
+    /// The sum of the quotas granted to the workspace's projects, for the resources the budget names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocated: ResourceList,
+}

@@ -1,0 +1,129 @@
+//! What every reconciler shares: the client, the caches, the event recorder, settings and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+
+use crate::api::{Project, Workspace};
+use crate::metrics::Metrics;
+use crate::resources::RoleMap;
+use crate::resources::budget::Verdict;
+
+/// Settings from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub roles: RoleMap,
+    /// Namespaces no Project may claim besides `default` and `kube-*`: the operator's own, for one.
+    pub protected_namespaces: Vec<String>,
+}
+
+/// Read-only caches of everything reconcile compares against; all filled by watches, none by polling.
+#[derive(Clone)]
+pub struct Stores {
+    pub projects: Store<Project>,
+    pub workspaces: Store<Workspace>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub quotas: Store<ResourceQuota>,
+    pub limit_ranges: Store<LimitRange>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub role_bindings: Store<RoleBinding>,
+}
+
+impl Stores {
+    /// Waits until every cache holds a full list, so that nothing is mistaken for missing after a restart.
+    pub async fn ready(&self) -> crate::Result<()> {
+        wait(&self.projects).await?;
+        wait(&self.workspaces).await?;
+        wait(&self.namespaces).await?;
+        wait(&self.quotas).await?;
+        wait(&self.limit_ranges).await?;
+        wait(&self.network_policies).await?;
+        wait(&self.service_accounts).await?;
+        wait(&self.role_bindings).await
+    }
+
+    /// Projects of a workspace, from the cache.
+    pub fn projects_of(&self, workspace: &str) -> Vec<Arc<Project>> {
+        self.projects.state().into_iter().filter(|p| p.spec.workspace == workspace).collect()
+    }
+}
+
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (the controller itself is one), so it
+/// is polled again until it resolves rather than awaited once.
+async fn wait<K: Resource + Clone>(store: &Store<K>) -> crate::Result<()>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(_)) => return Err(crate::Error::CachesNotReady),
+            Err(_) => continue,
+        }
+    }
+}
+
+pub struct Context {
+    /// Becomes true once every cache is synced; reconciles wait for it (see `Stores::ready`).
+    pub caches_synced: tokio::sync::watch::Receiver<bool>,
+    pub client: Client,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// The verdict each project last acted on; the workspace reconciler wakes the projects whose verdict changed.
+    pub verdicts_seen: Mutex<HashMap<String, Verdict>>,
+    /// Wakes project reconciles from the workspace reconciler.
+    pub wake_project: mpsc::UnboundedSender<ObjectRef<Project>>,
+    /// Consecutive failures per object, for exponential backoff that resets on success.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Waits until the caches are synced, so a reconcile never acts on a half-filled cache.
+    pub async fn synced(&self) -> crate::Result<()> {
+        let mut rx = self.caches_synced.clone();
+        rx.wait_for(|synced| *synced).await.map(|_| ()).map_err(|_| crate::Error::CachesNotReady)
+    }
+
+    /// Publishes an Event about `obj`. Events are best effort: a failure is logged, never fails the reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

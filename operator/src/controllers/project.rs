@@ -1,0 +1,421 @@
+//! The Project reconciler: one namespace with its quota, limits, network walls, runner and member bindings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::apply::{Change, delete, ensure};
+use super::conditions::{Cond, ready, stamp};
+use super::context::Context;
+use super::finalizer;
+use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectStatus, Workspace};
+use crate::labels::{self, FIELD_MANAGER};
+use crate::resources::budget::{self, Candidate, Verdict};
+use crate::resources::{Children, desired, project as build};
+use crate::{Error, Result};
+
+/// How long a healthy project waits before it is checked again without any event. Events drive everything; this
+/// is only a safety net, and a check that finds nothing to do writes nothing.
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.synced().await?;
+    let _timer = ctx.metrics.reconcile_timer("Project");
+    let api: Api<Project> = Api::all(ctx.client.clone());
+    if project.meta().deletion_timestamp.is_some() {
+        return cleanup(&project, &api, &ctx).await;
+    }
+    finalizer::ensure(&api, &*project).await?;
+    apply(&project, &api, &ctx).await
+}
+
+/// Decides for every project of `workspace` at once (see `budget::decide`).
+pub fn decide(ctx: &Context, workspace: &Workspace) -> budget::Decisions {
+    let name = workspace.name_any();
+    let candidates = ctx
+        .stores
+        .projects_of(&name)
+        .iter()
+        .map(|p| Candidate {
+            name: p.name_any(),
+            created: p.meta().creation_timestamp.clone(),
+            project_id: p.spec.project_id.clone(),
+            requested: build::requested_quota(p, workspace),
+            granted: ctx
+                .stores
+                .quotas
+                .get(&ObjectRef::new(build::QUOTA_NAME).within(&p.name_any()))
+                .filter(|q| q.labels().get(labels::PROJECT) == Some(&p.name_any()))
+                .and_then(|q| q.spec.as_ref()?.hard.clone()),
+        })
+        .collect();
+    let spec = &workspace.spec;
+    budget::decide(spec.budget.as_ref().map(|b| &b.hard), spec.max_projects, candidates)
+}
+
+async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<Action> {
+    let name = project.name_any();
+    let Some(workspace) = ctx.stores.workspaces.get(&ObjectRef::new(&project.spec.workspace)) else {
+        let msg = format!(
+            "Workspace {:?} does not exist; create it, and this project becomes Ready by itself",
+            project.spec.workspace
+        );
+        return refuse(project, api, ctx, "WorkspaceNotFound", msg).await;
+    };
+    if ctx.settings.protected_namespaces.contains(&name) {
+        let msg = format!("namespace {name:?} is protected (the operator's own); choose another project name");
+        return refuse(project, api, ctx, "ProtectedNamespace", msg).await;
+    }
+    let verdict = decide(ctx, &workspace).verdicts.remove(&name).unwrap_or_else(|| Verdict::Refuse {
+        reason: "WorkspaceNotFound",
+        message: "the project is not yet in the workspace's cache".into(),
+    });
+    ctx.verdicts_seen.lock().expect("not poisoned").insert(name.clone(), verdict.clone());
+    let (quota, exceeded) = match verdict {
+        Verdict::Refuse { reason, message } => {
+            return refuse(project, api, ctx, reason, message).await;
+        }
+        Verdict::Provision { quota, exceeded } => (quota, exceeded),
+    };
+
+    let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
+    if let Some(ns) = &live_ns {
+        let ours = ns.labels().get(labels::PROJECT) == Some(&name);
+        let adopt = ns.annotations().get(labels::ADOPT) == Some(&name);
+        if !ours && !adopt {
+            let msg = format!(
+                "namespace {name:?} already exists and is not managed by zenml-operator, so it is left untouched; \
+                 to hand it to this project, annotate it: kubectl annotate namespace {name} {}={name}",
+                labels::ADOPT
+            );
+            return refuse(project, api, ctx, "NamespaceConflict", msg).await;
+        }
+        if ns.meta().deletion_timestamp.is_some() {
+            let msg = format!("namespace {name:?} is being deleted; it is recreated once it is gone");
+            write_status(project, api, ctx, vec![Cond::fail("NamespaceReady", "NamespaceTerminating", msg)], None)
+                .await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    }
+    let lost = live_ns.is_none() && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
+
+    let children = desired(project, &workspace, &quota, &ctx.settings.roles);
+    let changes = match write_children(project, &children, ctx).await {
+        Ok(changes) => changes,
+        Err(e) => {
+            let (cond, reason) = match &e {
+                Error::Kube { source: kube::Error::Api(s), .. } if s.code == 403 => ("AccessReady", "Forbidden"),
+                _ => ("NamespaceReady", "ApplyFailed"),
+            };
+            let msg = format!("{e}");
+            write_status(project, api, ctx, vec![Cond::fail(cond, reason, msg)], None).await?;
+            return Err(e);
+        }
+    };
+    if lost {
+        let note = format!(
+            "namespace {name} was deleted by someone else and has been recreated; everything that was in it is lost"
+        );
+        ctx.event(project, true, "NamespaceRecreated", "Recreate", note).await;
+    }
+    for change in &changes {
+        ctx.event(project, false, change.verb, "Apply", change.to_string()).await;
+        ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+    }
+
+    let conds = provisioned_conditions(project, &workspace, &children, exceeded);
+    write_status(project, api, ctx, conds, Some(&children)).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Applies every child that differs from the cache and deletes the ones this project no longer wants.
+async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Result<Vec<Change>> {
+    let ns = project.name_any();
+    let client = &ctx.client;
+    let s = &ctx.stores;
+    let mut changes = Vec::new();
+    // The namespace first: everything else lives in it.
+    changes.extend(ensure(&Api::<Namespace>::all(client.clone()), &s.namespaces, &c.namespace).await?);
+
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &ns);
+    let limits = Api::<LimitRange>::namespaced(client.clone(), &ns);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+    let (q, l, n, a) = tokio::try_join!(
+        ensure_opt(&quotas, &s.quotas, c.quota.as_ref()),
+        ensure_opt(&limits, &s.limit_ranges, c.limit_range.as_ref()),
+        ensure_opt(&policies, &s.network_policies, c.network_policy.as_ref()),
+        ensure(&accounts, &s.service_accounts, &c.runner),
+    )?;
+    changes.extend([q, l, n, a].into_iter().flatten());
+    let rbs =
+        futures::future::try_join_all(c.role_bindings.iter().map(|rb| ensure(&bindings, &s.role_bindings, rb))).await?;
+    changes.extend(rbs.into_iter().flatten());
+
+    // Children this project owned but no longer wants (a member role removed, isolation turned off, ...).
+    let uid = project.uid();
+    changes.extend(prune(&quotas, &s.quotas, &ns, &uid, &names(c.quota.iter())).await?);
+    changes.extend(prune(&limits, &s.limit_ranges, &ns, &uid, &names(c.limit_range.iter())).await?);
+    changes.extend(prune(&policies, &s.network_policies, &ns, &uid, &names(c.network_policy.iter())).await?);
+    changes.extend(prune(&accounts, &s.service_accounts, &ns, &uid, &names([&c.runner])).await?);
+    changes.extend(prune(&bindings, &s.role_bindings, &ns, &uid, &names(c.role_bindings.iter())).await?);
+    Ok(changes)
+}
+
+async fn ensure_opt<K>(api: &Api<K>, store: &Store<K>, desired: Option<&K>) -> Result<Option<Change>>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    match desired {
+        Some(d) => ensure(api, store, d).await,
+        None => Ok(None),
+    }
+}
+
+fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSet<String> {
+    objs.into_iter().map(|o| o.name_any()).collect()
+}
+
+/// Owned by this project (by uid, not just by label) and not wanted any more.
+fn owned_by<K: Resource>(obj: &K, namespace: &str, uid: &Option<String>) -> bool {
+    obj.meta().namespace.as_deref() == Some(namespace)
+        && obj.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+}
+
+async fn prune<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    ns: &str,
+    uid: &Option<String>,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<Change>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut changes = Vec::new();
+    for obj in store.state() {
+        if owned_by(&*obj, ns, uid) && !keep.contains(&obj.name_any()) {
+            changes.extend(delete(api, &*obj).await?);
+        }
+    }
+    Ok(changes)
+}
+
+fn provisioned_conditions(
+    project: &Project,
+    workspace: &Workspace,
+    c: &Children,
+    exceeded: Option<String>,
+) -> Vec<Cond> {
+    let name = project.name_any();
+    let mut conds = vec![Cond::ok("NamespaceReady", "Provisioned", format!("namespace {name} is provisioned"))];
+    conds.push(match (exceeded, &c.quota) {
+        (Some(why), _) => Cond::fail("QuotaReady", "BudgetExceeded", why),
+        (None, Some(_)) => Cond::ok("QuotaReady", "QuotaApplied", "the ResourceQuota holds the project's quota"),
+        (None, None) => Cond::ok("QuotaReady", "NoQuota", "neither the project nor its workspace sets a quota"),
+    });
+    conds.push(if c.roles_not_allowed.is_empty() {
+        Cond::ok("AccessReady", "RolesBound", "the runner and every workspace member role are bound")
+    } else {
+        let msg = format!(
+            "workspace {} names roles it does not allow in spec.members: {}; add them to the workspace's spec.roles or use admin, developer, contributor or viewer",
+            workspace.name_any(),
+            c.roles_not_allowed.join(", ")
+        );
+        Cond::fail("AccessReady", "RoleNotAllowed", msg)
+    });
+    conds.push(match &c.network_policy {
+        None => Cond::ok("NetworkReady", "NotIsolated", "networkIsolation is None: any pod may connect"),
+        Some(_) if build::network_isolation(project, workspace) == crate::api::NetworkIsolation::Workspace => {
+            Cond::ok("NetworkReady", "WorkspaceIsolated", "ingress only from namespaces of the same workspace")
+        }
+        Some(_) => Cond::ok("NetworkReady", "ProjectIsolated", "ingress only from pods in this namespace"),
+    });
+    conds
+}
+
+/// Refuses to provision: says why in the status, and in an Event when the reason is new.
+async fn refuse(project: &Project, api: &Api<Project>, ctx: &Context, reason: &str, message: String) -> Result<Action> {
+    let cond_type = match reason {
+        "BudgetExceeded" => "QuotaReady",
+        _ => "NamespaceReady",
+    };
+    write_status(project, api, ctx, vec![Cond::fail(cond_type, reason, message)], None).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes the status when it differs from the one stored, with an Event when Ready changes reason.
+async fn write_status(
+    project: &Project,
+    api: &Api<Project>,
+    ctx: &Context,
+    parts: Vec<Cond>,
+    children: Option<&Children>,
+) -> Result<()> {
+    let name = project.name_any();
+    let previous = project.status.clone().unwrap_or_default();
+    let ready_cond = ready(&parts, "every child object exists as desired");
+    let mut all = parts;
+    all.push(ready_cond.clone());
+    let provisioned = children.is_some();
+    let quota = ctx
+        .stores
+        .quotas
+        .get(&ObjectRef::new(build::QUOTA_NAME).within(&name))
+        .filter(|_| provisioned)
+        .and_then(|q| q.status.clone())
+        .map(|s| ProjectQuotaStatus { hard: s.hard.unwrap_or_default(), used: s.used.unwrap_or_default() });
+    let members: BTreeMap<String, i32> = match children {
+        Some(c) => member_counts(c),
+        None => previous.members.clone(),
+    };
+    let namespace_exists = provisioned
+        || ctx
+            .stores
+            .namespaces
+            .get(&ObjectRef::new(&name))
+            .is_some_and(|ns| ns.labels().get(labels::PROJECT) == Some(&name));
+    let status = ProjectStatus {
+        observed_generation: project.meta().generation,
+        conditions: stamp(&previous.conditions, all, project.meta().generation),
+        namespace: namespace_exists
+            .then(|| name.clone())
+            .or_else(|| previous.namespace.clone().filter(|_| provisioned)),
+        members,
+        quota: quota.or_else(|| previous.quota.clone().filter(|_| provisioned)),
+    };
+    if status == previous {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": Project::api_version(&()), "kind": Project::kind(&()), "status": status});
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube("update status of", "Project", &name, e))?;
+    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.as_str(), c.reason.as_str()));
+    let now_status = if ready_cond.ok { "True" } else { "False" };
+    if was != Some((now_status, ready_cond.reason.as_str())) {
+        ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message.clone()).await;
+    }
+    Ok(())
+}
+
+/// Subjects per role, over the workspace member bindings (ProjectRoleBindings add theirs in their own reconciler).
+fn member_counts(c: &Children) -> BTreeMap<String, i32> {
+    let mut counts = BTreeMap::new();
+    for rb in &c.role_bindings {
+        let Some(role) = rb.metadata.name.as_deref().and_then(|n| n.strip_prefix("zenml-workspace-")) else {
+            continue;
+        };
+        *counts.entry(role.to_owned()).or_insert(0) += rb.subjects.as_ref().map_or(0, |s| s.len() as i32);
+    }
+    counts
+}
+
+/// Deletion: Delete removes the namespace and waits until it is gone; Retain (and any adopted namespace) releases
+/// it untouched. A namespace that is not ours is never touched.
+async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<Action> {
+    if !finalizer::has(project) {
+        return Ok(Action::await_change());
+    }
+    let name = project.name_any();
+    ctx.verdicts_seen.lock().expect("not poisoned").remove(&name);
+    let ns =
+        ctx.stores.namespaces.get(&ObjectRef::new(&name)).filter(|ns| ns.labels().get(labels::PROJECT) == Some(&name));
+    if let Some(ns) = ns {
+        let adopted = ns.annotations().get(labels::ADOPT) == Some(&name);
+        if project.spec.deletion_policy == DeletionPolicy::Retain || adopted {
+            release(project, ctx).await?;
+            let why = if adopted { "it was adopted" } else { "deletionPolicy is Retain" };
+            ctx.event(
+                project,
+                false,
+                "NamespaceRetained",
+                "Release",
+                format!("namespace {name} is kept with everything in it because {why}; it is no longer managed"),
+            )
+            .await;
+        } else {
+            if ns.meta().deletion_timestamp.is_none() {
+                let nss: Api<Namespace> = Api::all(ctx.client.clone());
+                delete(&nss, &Namespace { metadata: ns.metadata.clone(), ..Default::default() }).await?;
+                ctx.event(
+                    project,
+                    false,
+                    "NamespaceDeleting",
+                    "Delete",
+                    format!("deleting namespace {name} and everything in it"),
+                )
+                .await;
+            }
+            let msg = format!("waiting for namespace {name} and everything in it to be deleted");
+            write_status(project, api, ctx, vec![Cond::fail("NamespaceReady", "Deleting", msg)], None).await?;
+            // The namespace watch wakes us when it is gone; the requeue is only a safety net.
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    }
+    finalizer::remove(api, project).await?;
+    Ok(Action::await_change())
+}
+
+/// Hands the namespace and the children in it back to whoever owns the cluster: our labels, ownership and the
+/// fingerprint go, an annotation records the former project, and nothing else changes.
+async fn release(project: &Project, ctx: &Context) -> Result<()> {
+    let name = project.name_any();
+    let uid = project.uid();
+    let s = &ctx.stores;
+    let c = &ctx.client;
+    let unmanage = json!({"metadata": {
+        "ownerReferences": null,
+        "labels": {labels::MANAGED_BY: null, labels::WORKSPACE: null, labels::PROJECT: null, labels::COMPONENT: null},
+        "annotations": {labels::APPLIED_HASH: null, labels::FORMER_PROJECT: name},
+    }});
+    unmanage_all(&Api::<ResourceQuota>::namespaced(c.clone(), &name), &s.quotas, &name, &uid, &unmanage).await?;
+    unmanage_all(&Api::<LimitRange>::namespaced(c.clone(), &name), &s.limit_ranges, &name, &uid, &unmanage).await?;
+    unmanage_all(&Api::<NetworkPolicy>::namespaced(c.clone(), &name), &s.network_policies, &name, &uid, &unmanage)
+        .await?;
+    unmanage_all(&Api::<ServiceAccount>::namespaced(c.clone(), &name), &s.service_accounts, &name, &uid, &unmanage)
+        .await?;
+    unmanage_all(&Api::<RoleBinding>::namespaced(c.clone(), &name), &s.role_bindings, &name, &uid, &unmanage).await?;
+    // The namespace: applying only the former-project annotation drops every field we owned (labels, annotations).
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "annotations": {labels::FORMER_PROJECT: name}}});
+    Api::<Namespace>::all(c.clone())
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
+        .await
+        .map_err(|e| Error::kube("release", "Namespace", &name, e))?;
+    Ok(())
+}
+
+async fn unmanage_all<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    ns: &str,
+    uid: &Option<String>,
+    patch: &serde_json::Value,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    for obj in store.state().iter().filter(|o| owned_by(&***o, ns, uid)) {
+        let kind = K::kind(&()).into_owned();
+        match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(Error::kube("release", kind, format!("{ns}/{}", obj.name_any()), e));
+            }
+        }
+    }
+    Ok(())
+}

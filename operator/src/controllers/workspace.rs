@@ -1,0 +1,110 @@
+//! The Workspace reconciler: counts and budgets its projects, keeps itself while they exist, and wakes the
+//! projects whose verdict (quota granted, refusal) changed, so siblings settle without a storm of reconciles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::conditions::{Cond, ready, stamp};
+use super::context::Context;
+use super::finalizer;
+use crate::api::{Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
+use crate::labels::FIELD_MANAGER;
+use crate::{Error, Result};
+
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.synced().await?;
+    let _timer = ctx.metrics.reconcile_timer("Workspace");
+    let api: Api<Workspace> = Api::all(ctx.client.clone());
+    let name = workspace.name_any();
+    let projects = ctx.stores.projects_of(&name);
+
+    if workspace.meta().deletion_timestamp.is_some() {
+        if !finalizer::has(&*workspace) {
+            return Ok(Action::await_change());
+        }
+        if projects.is_empty() {
+            finalizer::remove(&api, &*workspace).await?;
+            return Ok(Action::await_change());
+        }
+        let mut names: Vec<String> = projects.iter().map(|p| p.name_any()).collect();
+        names.sort();
+        let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let msg = format!(
+            "{} projects remain ({shown}{}); the workspace is deleted once they are gone",
+            names.len(),
+            if names.len() > 10 { ", ..." } else { "" }
+        );
+        write_status(
+            &workspace,
+            &api,
+            &ctx,
+            vec![Cond::fail("ProjectsReady", "ProjectsRemain", msg)],
+            projects.len(),
+            None,
+        )
+        .await?;
+        // Each project's deletion wakes this workspace; the requeue is only a safety net.
+        return Ok(Action::requeue(RESYNC));
+    }
+
+    finalizer::ensure(&api, &*workspace).await?;
+    let decisions = super::project::decide(&ctx, &workspace);
+    {
+        let seen = ctx.verdicts_seen.lock().expect("not poisoned");
+        for (project, verdict) in &decisions.verdicts {
+            if seen.get(project) != Some(verdict) {
+                // The receiver lives as long as the project controller; if it is gone we are shutting down.
+                let _ = ctx.wake_project.unbounded_send(ObjectRef::new(project));
+            }
+        }
+    }
+    let budget = workspace
+        .spec
+        .budget
+        .as_ref()
+        .map(|b| WorkspaceBudgetStatus { hard: b.hard.clone(), allocated: decisions.allocated.clone() });
+    let parts = vec![Cond::ok("ProjectsReady", "Accepted", format!("{} projects", projects.len()))];
+    write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn write_status(
+    workspace: &Workspace,
+    api: &Api<Workspace>,
+    ctx: &Context,
+    parts: Vec<Cond>,
+    projects: usize,
+    budget: Option<WorkspaceBudgetStatus>,
+) -> Result<()> {
+    let name = workspace.name_any();
+    let previous = workspace.status.clone().unwrap_or_default();
+    let ready_cond = ready(&parts, "the workspace is accepted");
+    let mut all = parts;
+    all.push(ready_cond.clone());
+    let status = WorkspaceStatus {
+        observed_generation: workspace.meta().generation,
+        conditions: stamp(&previous.conditions, all, workspace.meta().generation),
+        projects: Some(projects as i32),
+        budget: budget.or_else(|| previous.budget.clone().filter(|_| workspace.meta().deletion_timestamp.is_some())),
+    };
+    if status == previous {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": Workspace::api_version(&()), "kind": Workspace::kind(&()), "status": status});
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube("update status of", "Workspace", &name, e))?;
+    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
+    if was.as_deref() != Some(ready_cond.reason.as_str()) {
+        ctx.event(workspace, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message.clone()).await;
+    }
+    Ok(())
+}

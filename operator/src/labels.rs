@@ -1,0 +1,24 @@
+//! Names the operator writes onto the cluster: labels, annotations, finalizers, the field manager.
+
+/// The single field manager for everything the operator applies.
+pub const FIELD_MANAGER: &str = "zenml-operator";
+/// Finalizer that lets the operator release or delete a project namespace, and keep a workspace while projects remain.
+pub const FINALIZER: &str = "zenml.io/finalizer";
+
+pub const WORKSPACE: &str = "zenml.io/workspace";
+pub const PROJECT: &str = "zenml.io/project";
+pub const PROJECT_ID: &str = "zenml.io/project-id";
+/// What part of a project a child object is, so users and tests can find it (`zenml.io/component=quota`).
+pub const COMPONENT: &str = "zenml.io/component";
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "zenml-operator";
+/// Selector for every object the operator manages; watches of children use it so the caches hold nothing else.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator";
+
+/// Set on an existing namespace by someone allowed to annotate it, to hand it to the project of that name.
+pub const ADOPT: &str = "zenml.io/adopt";
+/// Left on a namespace the operator released (Retain, or an adopted namespace), naming the former project.
+pub const FORMER_PROJECT: &str = "zenml.io/former-project";
+/// Fingerprint of what the operator last applied to an object: a changed spec changes it, so fields the operator
+/// stopped setting are removed even though everything it still sets is in place.
+pub const APPLIED_HASH: &str = "zenml.io/applied-hash";

@@ -1,0 +1,125 @@
+//! The zenml-operator binary: only argument parsing and wiring; the work lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use zenml_operator::controllers::context::Settings;
+use zenml_operator::resources::RoleMap;
+use zenml_operator::run::RunConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "zenml-operator",
+    version,
+    about = "ZenML Pro workspaces, projects and role bindings as Kubernetes isolation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster of KUBECONFIG, or the one it runs in.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (or write one file per kind with --out-dir).
+    Crds {
+        /// Write `<kind>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Most reconciles of one kind running at once.
+    #[arg(long, env = "ZENML_OPERATOR_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ZENML_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "ZENML_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Namespace the operator runs in; no Project may take its name.
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
+    /// This replica's name, shown in Events.
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+    /// ClusterRole behind the project role `admin`.
+    #[arg(long, default_value = "admin")]
+    admin_cluster_role: String,
+    /// ClusterRole behind the project role `developer` (also given to each project's runner ServiceAccount).
+    #[arg(long, default_value = "edit")]
+    developer_cluster_role: String,
+    /// ClusterRole behind the project role `contributor`.
+    #[arg(long, default_value = "zenml-project-contributor")]
+    contributor_cluster_role: String,
+    /// ClusterRole behind the project role `viewer`.
+    #[arg(long, default_value = "view")]
+    viewer_cluster_role: String,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds { out_dir: None } => {
+            print!("{}", zenml_operator::crdgen::all_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crds { out_dir: Some(dir) } => {
+            for crd in zenml_operator::api::crds() {
+                let path = dir.join(zenml_operator::crdgen::file_name(&crd));
+                if let Err(e) = std::fs::write(&path, zenml_operator::crdgen::to_yaml(&crd)) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            let config = RunConfig {
+                concurrency: args.concurrency,
+                metrics_addr: args.metrics_addr,
+                instance: args.instance,
+                settings: Settings {
+                    roles: RoleMap::new(
+                        &args.admin_cluster_role,
+                        &args.developer_cluster_role,
+                        &args.contributor_cluster_role,
+                        &args.viewer_cluster_role,
+                    ),
+                    protected_namespaces: args.namespace.into_iter().collect(),
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+            match runtime.block_on(zenml_operator::run::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Pure builders of desired state: no I/O, so everything here is unit-tested without a cluster.
+
+pub mod budget;
+pub mod compare;
+pub mod project;
+pub mod quantity;
+pub mod roles;
+
+pub use project::{Children, desired};
+pub use roles::RoleMap;

@@ -1,0 +1,272 @@
+//! The objects a Project stands for, as a pure function of the Project, its Workspace and the quota it is granted.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use super::RoleMap;
+use crate::api::{NetworkIsolation, Project, ResourceList, Subject, SubjectKind, Workspace};
+use crate::labels;
+
+/// Default name of the runner ServiceAccount.
+pub const DEFAULT_RUNNER: &str = "zenml-runner";
+/// Names of the children that exist once per project.
+pub const QUOTA_NAME: &str = "zenml-project";
+pub const LIMIT_RANGE_NAME: &str = "zenml-project";
+pub const NETWORK_POLICY_NAME: &str = "zenml-project-isolation";
+pub const RUNNER_BINDING_NAME: &str = "zenml-runner";
+
+/// Everything a Project owns, as it should be.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Children {
+    pub namespace: Namespace,
+    pub quota: Option<ResourceQuota>,
+    pub limit_range: Option<LimitRange>,
+    pub network_policy: Option<NetworkPolicy>,
+    pub runner: ServiceAccount,
+    /// The runner's binding and one per workspace member role, sorted by name.
+    pub role_bindings: Vec<RoleBinding>,
+    /// Workspace member roles that the workspace does not allow; nothing is bound for them.
+    pub roles_not_allowed: Vec<String>,
+}
+
+/// The quota a project asks for: the workspace default, overridden key by key by the project.
+pub fn requested_quota(project: &Project, workspace: &Workspace) -> ResourceList {
+    let mut hard = defaults(workspace).and_then(|d| d.quota.as_ref()).map(|q| q.hard.clone()).unwrap_or_default();
+    if let Some(q) = &project.spec.quota {
+        hard.extend(q.hard.clone());
+    }
+    hard
+}
+
+fn defaults(workspace: &Workspace) -> Option<&crate::api::ProjectDefaults> {
+    workspace.spec.project_defaults.as_ref()
+}
+
+/// The network isolation a project gets: its own setting, else the workspace default, else Project.
+pub fn network_isolation(project: &Project, workspace: &Workspace) -> NetworkIsolation {
+    project.spec.network_isolation.or_else(|| defaults(workspace).and_then(|d| d.network_isolation)).unwrap_or_default()
+}
+
+/// The runner ServiceAccount's name.
+pub fn runner_name(project: &Project) -> String {
+    project
+        .spec
+        .runner
+        .as_ref()
+        .and_then(|r| r.service_account_name.clone())
+        .unwrap_or_else(|| DEFAULT_RUNNER.to_owned())
+}
+
+/// Labels every child of a project carries, so the operator's watches and cost tools can find it.
+fn child_labels(project: &Project, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED_BY.to_owned(), labels::MANAGED_BY_VALUE.to_owned()),
+        (labels::WORKSPACE.to_owned(), project.spec.workspace.clone()),
+        (labels::PROJECT.to_owned(), project.name_any()),
+        (labels::COMPONENT.to_owned(), component.to_owned()),
+    ])
+}
+
+fn child_meta(project: &Project, owner: &OwnerReference, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(project.name_any()),
+        labels: Some(child_labels(project, component)),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    }
+}
+
+/// Builds every child. `granted` is the quota the workspace budget grants (see `budget`), already merged.
+pub fn desired(project: &Project, workspace: &Workspace, granted: &ResourceList, roles: &RoleMap) -> Children {
+    let name = project.name_any();
+    // A controller reference without blockOwnerDeletion: that would need update rights on projects/finalizers.
+    let owner = OwnerReference {
+        block_owner_deletion: None,
+        ..project.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
+            api_version: Project::api_version(&()).into_owned(),
+            kind: Project::kind(&()).into_owned(),
+            name: name.clone(),
+            uid: project.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        })
+    };
+
+    let mut ns_labels = project.spec.namespace_labels.clone();
+    if let Some(d) = defaults(workspace) {
+        // enforced by the workspace: a project cannot override them
+        ns_labels.extend(d.namespace_labels.clone());
+    }
+    ns_labels.extend(child_labels(project, "namespace"));
+    if let Some(id) = &project.spec.project_id {
+        ns_labels.insert(labels::PROJECT_ID.to_owned(), id.clone());
+    }
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(ns_labels),
+            annotations: non_empty(project.spec.namespace_annotations.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let quota = (!granted.is_empty()).then(|| ResourceQuota {
+        metadata: child_meta(project, &owner, QUOTA_NAME, "quota"),
+        spec: Some(ResourceQuotaSpec { hard: Some(granted.clone()), ..Default::default() }),
+        ..Default::default()
+    });
+
+    let mut limits = defaults(workspace).and_then(|d| d.limit_range.clone()).unwrap_or_default();
+    if let Some(own) = &project.spec.limit_range {
+        limits.default.extend(own.default.clone());
+        limits.default_request.extend(own.default_request.clone());
+        limits.max.extend(own.max.clone());
+        limits.min.extend(own.min.clone());
+    }
+    let limit_range = (!limits.is_empty()).then(|| LimitRange {
+        metadata: child_meta(project, &owner, LIMIT_RANGE_NAME, "limits"),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".to_owned(),
+                default: non_empty(limits.default),
+                default_request: non_empty(limits.default_request),
+                max: non_empty(limits.max),
+                min: non_empty(limits.min),
+                ..Default::default()
+            }],
+        }),
+    });
+
+    let network_policy = match network_isolation(project, workspace) {
+        NetworkIsolation::None => None,
+        isolation => {
+            let from = if isolation == NetworkIsolation::Workspace {
+                NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            labels::WORKSPACE.to_owned(),
+                            project.spec.workspace.clone(),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            } else {
+                NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }
+            };
+            // Only ingress is restricted: DNS and egress stay open, as pipelines fetch data and images.
+            Some(NetworkPolicy {
+                metadata: child_meta(project, &owner, NETWORK_POLICY_NAME, "network"),
+                spec: Some(NetworkPolicySpec {
+                    pod_selector: Some(LabelSelector::default()),
+                    policy_types: Some(vec!["Ingress".to_owned()]),
+                    ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![from]), ports: None }]),
+                    egress: None,
+                }),
+            })
+        }
+    };
+
+    let runner_name = runner_name(project);
+    let runner = ServiceAccount {
+        metadata: ObjectMeta {
+            annotations: project.spec.runner.as_ref().and_then(|r| non_empty(r.annotations.clone())),
+            ..child_meta(project, &owner, &runner_name, "runner")
+        },
+        ..Default::default()
+    };
+
+    let mut role_bindings = vec![RoleBinding {
+        metadata: child_meta(project, &owner, RUNNER_BINDING_NAME, "runner"),
+        role_ref: cluster_role_ref(roles.developer()),
+        subjects: Some(vec![RbacSubject {
+            kind: "ServiceAccount".to_owned(),
+            name: runner_name,
+            namespace: Some(name.clone()),
+            api_group: None,
+        }]),
+    }];
+
+    // One binding per role, merging member entries that name the same role, so reordering members changes nothing.
+    let mut by_role: BTreeMap<&str, Vec<RbacSubject>> = BTreeMap::new();
+    for member in &workspace.spec.members {
+        let subjects = by_role.entry(member.role.as_str()).or_default();
+        for s in &member.subjects {
+            let s = rbac_subject(s);
+            if !subjects.contains(&s) {
+                subjects.push(s);
+            }
+        }
+    }
+    let mut roles_not_allowed = Vec::new();
+    for (role, subjects) in by_role {
+        match roles.resolve(workspace, role) {
+            Some(cluster_role) => role_bindings.push(RoleBinding {
+                metadata: child_meta(project, &owner, &format!("zenml-workspace-{role}"), "workspace-member"),
+                role_ref: cluster_role_ref(&cluster_role),
+                subjects: Some(subjects),
+            }),
+            None => roles_not_allowed.push(role.to_owned()),
+        }
+    }
+    role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    let mut children =
+        Children { namespace, quota, limit_range, network_policy, runner, role_bindings, roles_not_allowed };
+    stamp(&mut children.namespace);
+    children.quota.iter_mut().for_each(stamp);
+    children.limit_range.iter_mut().for_each(stamp);
+    children.network_policy.iter_mut().for_each(stamp);
+    stamp(&mut children.runner);
+    children.role_bindings.iter_mut().for_each(stamp);
+    children
+}
+
+/// An RBAC subject for one of ours; a ServiceAccount named by project lives in that project's namespace.
+pub fn rbac_subject(s: &Subject) -> RbacSubject {
+    match s.kind {
+        SubjectKind::User | SubjectKind::Group => RbacSubject {
+            kind: if s.kind == SubjectKind::User { "User" } else { "Group" }.to_owned(),
+            name: s.name.clone(),
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            namespace: None,
+        },
+        SubjectKind::ServiceAccount => RbacSubject {
+            kind: "ServiceAccount".to_owned(),
+            name: s.name.clone(),
+            api_group: None,
+            namespace: s.project.clone().or_else(|| s.namespace.clone()),
+        },
+    }
+}
+
+pub fn cluster_role_ref(name: &str) -> RoleRef {
+    RoleRef { api_group: "rbac.authorization.k8s.io".to_owned(), kind: "ClusterRole".to_owned(), name: name.to_owned() }
+}
+
+fn non_empty<V>(m: BTreeMap<String, V>) -> Option<BTreeMap<String, V>> {
+    (!m.is_empty()).then_some(m)
+}
+
+/// Records a fingerprint of the object in an annotation (see `labels::APPLIED_HASH`).
+fn stamp<K: Resource + Serialize>(obj: &mut K) {
+    let hash = fingerprint(&*obj);
+    obj.meta_mut().annotations.get_or_insert_with(BTreeMap::new).insert(labels::APPLIED_HASH.to_owned(), hash);
+}
+
+/// FNV-1a over the JSON form: stable across Rust releases, unlike `DefaultHasher`.
+pub fn fingerprint<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).expect("Kubernetes objects always serialize");
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
