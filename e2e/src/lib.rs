@@ -5,6 +5,8 @@
 //! therefore use names from [`unique`], clean up after itself, tolerate running in parallel
 //! with other tests, and assume nothing that only the local cluster provides.
 
+pub mod operator;
+
 use std::fmt::Debug;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -148,6 +150,24 @@ impl Output {
 }
 
 /// Runs `cmd` to completion, capturing its output. Panics only if it cannot be started.
+/// Runs `cmd` with `input` on its stdin (a manifest for `kubectl apply -f -`, say).
+pub fn run_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().expect("piped").write_all(input.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     Output {

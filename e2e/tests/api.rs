@@ -6,9 +6,8 @@
 //! (OpenAPI schema, CEL rules, strict field validation) and stores nothing. Only the tests of
 //! immutability and of `kubectl get` create objects, under [`unique`] names, and delete them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{Output, eventually, install_crds, kubectl, run, run_ok, unique};
@@ -460,27 +459,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Runs `cmd` with `input` on its stdin.
-fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(input.as_bytes())
-        .unwrap_or_else(|e| panic!("cannot write to {cmd:?}: {e}"));
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"));
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn with_api_version(yaml: &str) -> String {
     format!("{API_VERSION}\n{yaml}\n")
@@ -488,7 +466,7 @@ fn with_api_version(yaml: &str) -> String {
 
 /// `kubectl apply --dry-run=server` of one manifest (without `apiVersion`).
 fn dry_run(yaml: &str) -> Output {
-    run_with_stdin(kubectl().args(["apply", "--dry-run=server", "-f", "-"]), &with_api_version(yaml))
+    e2e::run_stdin(kubectl().args(["apply", "--dry-run=server", "-f", "-"]), &with_api_version(yaml))
 }
 
 /// Checks one invalid case; `Some` describes how it failed.
@@ -642,7 +620,7 @@ fn delete(kind: &str, name: &str) {
 }
 
 fn create(yaml: &str) {
-    let out = run_with_stdin(kubectl().args(["create", "-f", "-"]), &with_api_version(yaml));
+    let out = e2e::run_stdin(kubectl().args(["create", "-f", "-"]), &with_api_version(yaml));
     assert!(out.success(), "cannot create:\n{yaml}\n{}", out.stderr);
 }
 
