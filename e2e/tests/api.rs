@@ -7,7 +7,6 @@
 //! immutability and of `kubectl get` create objects, under [`unique`] names, and delete them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{Output, eventually, install_crds, kubectl, run, run_ok, unique};
