@@ -10,6 +10,10 @@ pub const PROJECT: &str = "zenml.io/project";
 pub const PROJECT_ID: &str = "zenml.io/project-id";
 /// What part of a project a child object is, so users and tests can find it (`zenml.io/component=quota`).
 pub const COMPONENT: &str = "zenml.io/component";
+/// The project role a RoleBinding grants (`admin`, `developer`, ...), for audits and `kubectl get -l`.
+pub const ROLE: &str = "zenml.io/role";
+/// The ProjectRoleBinding behind a RoleBinding (an annotation: a binding's name can be too long for a label).
+pub const BINDING: &str = "zenml.io/binding";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "zenml-operator";
 /// Selector for every object the operator manages; watches of children use it so the caches hold nothing else.

@@ -10,18 +10,18 @@ use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{Project, Workspace};
+use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::controllers::context::{Context, Settings, Stores};
-use crate::controllers::{error_policy, project, record_success, workspace};
+use crate::controllers::{binding, error_policy, project, record_success, workspace};
 use crate::labels::MANAGED_SELECTOR;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -61,7 +61,7 @@ where
 
 /// The Project a child belongs to, by our label. Not `owns`: that maps a namespaced child to its owner within the
 /// child's namespace, which for a cluster-scoped Project is a second key for the same object.
-fn project_of<K: Resource>(child: K) -> Option<ObjectRef<Project>> {
+fn project_of<K: Resource>(child: &K) -> Option<ObjectRef<Project>> {
     child.labels().get(crate::labels::PROJECT).map(|p| ObjectRef::new(p))
 }
 
@@ -99,6 +99,25 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// One watch feeding a cache and `N` trigger streams, so controllers share it instead of each watching again.
+fn shared_watch<K, const N: usize>(
+    api: Api<K>,
+    config: watcher::Config,
+    buffer: usize,
+) -> (Store<K>, [ReflectHandle<K>; N], impl std::future::Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store_shared(buffer);
+    let handles = std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
+    let watch = watcher(api, config)
+        .default_backoff()
+        .modify(strip)
+        .reflect_shared(writer)
+        .for_each(|_| futures::future::ready(()));
+    (reader, handles, watch)
+}
+
 pub async fn run(cfg: RunConfig) -> Result<()> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
     check_crds(&client).await?;
@@ -106,38 +125,33 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal().shared();
+    let everything = || watcher::Config::default().any_semantic();
+    let ours = || watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
 
-    // Projects and Workspaces: one watch each, shared by both controllers and the caches.
-    let (projects, project_writer) = reflector::store_shared::<Project>(1024);
-    let projects_for_workspaces = project_writer.subscribe().expect("a shared store");
-    let projects_for_projects = project_writer.subscribe().expect("a shared store");
-    let project_watch = watcher(Api::<Project>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(strip)
-        .reflect_shared(project_writer)
-        .for_each(|_| futures::future::ready(()));
-    let (workspaces, workspace_writer) = reflector::store_shared::<Workspace>(256);
-    let workspaces_for_workspaces = workspace_writer.subscribe().expect("a shared store");
-    let workspaces_for_projects = workspace_writer.subscribe().expect("a shared store");
-    let workspace_watch = watcher(Api::<Workspace>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(strip)
-        .reflect_shared(workspace_writer)
-        .for_each(|_| futures::future::ready(()));
+    // Watches that feed more than one controller are shared.
+    let (projects, [projects_for_projects, projects_for_workspaces, projects_for_bindings], project_watch) =
+        shared_watch::<Project, 3>(Api::all(client.clone()), everything(), 1024);
+    let (workspaces, [workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
+        shared_watch::<Workspace, 3>(Api::all(client.clone()), everything(), 256);
+    let (bindings, [bindings_for_bindings, bindings_for_projects], binding_watch) =
+        shared_watch::<ProjectRoleBinding, 2>(Api::all(client.clone()), everything(), 1024);
+    let (role_bindings, [rbs_for_projects, rbs_for_bindings], rb_watch) =
+        shared_watch::<RoleBinding, 2>(Api::all(client.clone()), ours(), 1024);
 
     // Namespaces as metadata only: every namespace, so a conflicting or newly adoptable one is seen at once.
     let (namespaces, ns_writer) = reflector::store();
-    let ns_stream =
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(strip)
-            .reflect(ns_writer)
-            .touched_objects();
+    let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), everything())
+        .default_backoff()
+        .modify(strip)
+        .reflect(ns_writer)
+        .touched_objects();
     let (quotas, quota_stream) = children::<ResourceQuota>(&client);
     let (limit_ranges, lr_stream) = children::<LimitRange>(&client);
     let (network_policies, np_stream) = children::<NetworkPolicy>(&client);
     let (service_accounts, sa_stream) = children::<ServiceAccount>(&client);
-    let (role_bindings, rb_stream) = children::<RoleBinding>(&client);
+    let (roles, role_stream) = children::<Role>(&client);
+    let (cluster_roles, cr_stream) = children::<ClusterRole>(&client);
+    let (cluster_role_bindings, crb_stream) = children::<ClusterRoleBinding>(&client);
 
     let stores = Stores {
         projects: projects.clone(),
@@ -148,6 +162,10 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         network_policies,
         service_accounts,
         role_bindings,
+        bindings: bindings.clone(),
+        roles,
+        cluster_roles,
+        cluster_role_bindings,
     };
     let (wake_tx, wake_rx) = mpsc::unbounded();
     let reporter = Reporter { controller: "zenml-operator".into(), instance: cfg.instance.clone() };
@@ -164,21 +182,16 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     });
 
     let controller_config = kube::runtime::controller::Config::default().concurrency(cfg.concurrency);
-    // A workspace's spec matters to all its projects; its status does not, so only new generations fan out.
-    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    let workspace_spec_changes = workspaces_for_projects.filter(move |ws| {
-        let changed = generations.insert(ws.name_any(), ws.meta().generation) != Some(ws.meta().generation);
-        futures::future::ready(changed)
-    });
     let projects_of_workspace = projects.clone();
     let project_controller = Controller::for_shared_stream(projects_for_projects, projects.clone())
-        .watches_stream(quota_stream, project_of)
-        .watches_stream(lr_stream, project_of)
-        .watches_stream(np_stream, project_of)
-        .watches_stream(sa_stream, project_of)
-        .watches_stream(rb_stream, project_of)
+        .watches_stream(quota_stream, |c| project_of(&c))
+        .watches_stream(lr_stream, |c| project_of(&c))
+        .watches_stream(np_stream, |c| project_of(&c))
+        .watches_stream(sa_stream, |c| project_of(&c))
+        .watches_stream(role_stream, |c| project_of(&c))
+        .watches_shared_stream(rbs_for_projects, |rb| project_of(&*rb))
         .watches_stream(ns_stream, |ns| Some(ObjectRef::new(&ns.name_any())))
-        .watches_shared_stream(workspace_spec_changes, move |ws| {
+        .watches_shared_stream(spec_changes(workspaces_for_projects), move |ws| {
             let name = ws.name_any();
             projects_of_workspace
                 .state()
@@ -187,36 +200,46 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
+        // Members and delegation follow the project's bindings.
+        .watches_shared_stream(bindings_for_projects, |b| Some(ObjectRef::new(&b.spec.project)))
         .reconcile_on(wake_rx)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
-        .run(
-            |p, ctx| async move {
-                let r = project::reconcile(p.clone(), ctx.clone()).await;
-                if r.is_ok() {
-                    record_success(&*p, &ctx);
-                }
-                r
-            },
-            error_policy,
-            ctx.clone(),
-        )
+        .run(with_backoff(project::reconcile), error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
+
     let workspace_controller = Controller::for_shared_stream(workspaces_for_workspaces, workspaces.clone())
         .watches_shared_stream(projects_for_workspaces, |p| Some(ObjectRef::new(&p.spec.workspace)))
+        .watches_stream(cr_stream, |c| workspace_of(&c))
+        .watches_stream(crb_stream, |c| workspace_of(&c))
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(with_backoff(workspace::reconcile), error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let bindings_of_project = bindings.clone();
+    let bindings_of_workspace = bindings.clone();
+    let projects_for_lookup = projects.clone();
+    let binding_controller = Controller::for_shared_stream(bindings_for_bindings, bindings.clone())
+        // A project's namespace appearing (its status) or going makes its bindings grantable or not.
+        .watches_shared_stream(projects_for_bindings, move |p| {
+            let name = p.name_any();
+            refs(bindings_of_project.state().into_iter().filter(|b| b.spec.project == name))
+        })
+        // A workspace's allowed roles decide which bindings may exist.
+        .watches_shared_stream(spec_changes(workspaces_for_bindings), move |ws| {
+            let name = ws.name_any();
+            let projects: std::collections::HashSet<String> =
+                projects_for_lookup.state().iter().filter(|p| p.spec.workspace == name).map(|p| p.name_any()).collect();
+            refs(bindings_of_workspace.state().into_iter().filter(|b| projects.contains(&b.spec.project)))
+        })
+        // Drift on a RoleBinding a binding owns.
+        .watches_shared_stream(rbs_for_bindings, |rb| {
+            rb.annotations().get(crate::labels::BINDING).map(|b| ObjectRef::<ProjectRoleBinding>::new(b))
+        })
         .with_config(controller_config)
         .graceful_shutdown_on(shutdown.clone())
-        .run(
-            |w, ctx| async move {
-                let r = workspace::reconcile(w.clone(), ctx.clone()).await;
-                if r.is_ok() {
-                    record_success(&*w, &ctx);
-                }
-                r
-            },
-            error_policy,
-            ctx.clone(),
-        )
+        .run(with_backoff(binding::reconcile), error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
     let server = crate::http::serve(cfg.metrics_addr, metrics, ready.clone(), shutdown.clone());
@@ -229,13 +252,53 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     };
     tracing::info!(concurrency = cfg.concurrency, metrics = %cfg.metrics_addr, "zenml-operator starting");
     let controllers = async {
-        tokio::join!(project_controller, workspace_controller, mark_ready);
+        tokio::join!(project_controller, workspace_controller, binding_controller, mark_ready);
+    };
+    let watches = async {
+        tokio::join!(project_watch, workspace_watch, binding_watch, rb_watch);
     };
     tokio::select! {
         _ = controllers => {},
-        _ = project_watch => {},
-        _ = workspace_watch => {},
+        _ = watches => {},
         r = server => r?,
     }
     Ok(())
+}
+
+fn refs<K: Resource<DynamicType = ()>>(objs: impl Iterator<Item = Arc<K>>) -> Vec<ObjectRef<K>> {
+    objs.map(|o| ObjectRef::from_obj(&*o)).collect()
+}
+
+/// Only new generations of workspaces: their spec matters to projects and bindings, their status does not.
+fn spec_changes(stream: ReflectHandle<Workspace>) -> impl Stream<Item = Arc<Workspace>> + Send + 'static {
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+    stream.filter(move |ws| {
+        let changed = generations.insert(ws.name_any(), ws.meta().generation) != Some(ws.meta().generation);
+        futures::future::ready(changed)
+    })
+}
+
+/// The Workspace a cluster-scoped child belongs to, by our label.
+fn workspace_of<K: Resource>(child: &K) -> Option<ObjectRef<Workspace>> {
+    child.labels().get(crate::labels::WORKSPACE).map(|w| ObjectRef::new(w))
+}
+
+/// Wraps a reconciler so that success resets the object's backoff.
+fn with_backoff<K, F, Fut>(
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<kube::runtime::controller::Action>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action>> + Send + 'static,
+{
+    move |obj, ctx| {
+        Box::pin(async move {
+            let r = reconcile(obj.clone(), ctx.clone()).await;
+            if r.is_ok() {
+                record_success(&*obj, &ctx);
+            }
+            r
+        })
+    }
 }

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
-use crate::api::{Project, Workspace};
+use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::metrics::Metrics;
 use crate::resources::RoleMap;
 use crate::resources::budget::Verdict;
@@ -36,6 +36,10 @@ pub struct Stores {
     pub network_policies: Store<NetworkPolicy>,
     pub service_accounts: Store<ServiceAccount>,
     pub role_bindings: Store<RoleBinding>,
+    pub bindings: Store<ProjectRoleBinding>,
+    pub roles: Store<Role>,
+    pub cluster_roles: Store<ClusterRole>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
 }
 
 impl Stores {
@@ -48,7 +52,16 @@ impl Stores {
         wait(&self.limit_ranges).await?;
         wait(&self.network_policies).await?;
         wait(&self.service_accounts).await?;
-        wait(&self.role_bindings).await
+        wait(&self.role_bindings).await?;
+        wait(&self.bindings).await?;
+        wait(&self.roles).await?;
+        wait(&self.cluster_roles).await?;
+        wait(&self.cluster_role_bindings).await
+    }
+
+    /// ProjectRoleBindings of a project, from the cache.
+    pub fn bindings_of(&self, project: &str) -> Vec<Arc<ProjectRoleBinding>> {
+        self.bindings.state().into_iter().filter(|b| b.spec.project == project).collect()
     }
 
     /// Projects of a workspace, from the cache.

@@ -1,6 +1,7 @@
 //! One reconciler per kind, and the wiring that feeds them from shared watches.
 
 pub mod apply;
+pub mod binding;
 pub mod conditions;
 pub mod context;
 pub mod finalizer;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,7 +20,7 @@ use super::apply::{Change, delete, ensure};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
-use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectStatus, Workspace};
+use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
 use crate::labels::{self, FIELD_MANAGER};
 use crate::resources::budget::{self, Candidate, Verdict};
 use crate::resources::{Children, desired, project as build};
@@ -110,9 +111,11 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     }
     let lost = live_ns.is_none() && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
 
-    let children = desired(project, &workspace, &quota, &ctx.settings.roles);
-    let changes = match write_children(project, &children, ctx).await {
-        Ok(changes) => changes,
+    let bindings = ctx.stores.bindings_of(&name);
+    let bindings: Vec<&ProjectRoleBinding> = bindings.iter().map(|b| &**b).collect();
+    let children = desired(project, &workspace, &quota, &ctx.settings.roles, &bindings, Timestamp::now());
+    let Written { changes, forbidden } = match write_children(project, &children, ctx).await {
+        Ok(written) => written,
         Err(e) => {
             let (cond, reason) = match &e {
                 Error::Kube { source: kube::Error::Api(s), .. } if s.code == 403 => ("AccessReady", "Forbidden"),
@@ -134,13 +137,28 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
     }
 
-    let conds = provisioned_conditions(project, &workspace, &children, exceeded);
+    let mut conds = provisioned_conditions(project, &workspace, &children, exceeded);
+    if !forbidden.is_empty() {
+        let msg = format!(
+            "the operator may not bind: {}; grant it `bind` on these ClusterRoles (the chart's customRoles value) or remove them from the workspace",
+            forbidden.join("; ")
+        );
+        conds.retain(|c| c.type_ != "AccessReady");
+        conds.push(Cond::fail("AccessReady", "BindForbidden", msg));
+    }
     write_status(project, api, ctx, conds, Some(&children)).await?;
     Ok(Action::requeue(RESYNC))
 }
 
+/// What writing the children did: the changes, and the RoleBindings the API server refused because the operator may
+/// not bind their ClusterRole (a condition, not a retry loop: retrying cannot help until someone grants it).
+struct Written {
+    changes: Vec<Change>,
+    forbidden: Vec<String>,
+}
+
 /// Applies every child that differs from the cache and deletes the ones this project no longer wants.
-async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Result<Vec<Change>> {
+async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Result<Written> {
     let ns = project.name_any();
     let client = &ctx.client;
     let s = &ctx.stores;
@@ -160,9 +178,23 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
         ensure(&accounts, &s.service_accounts, &c.runner),
     )?;
     changes.extend([q, l, n, a].into_iter().flatten());
-    let rbs =
-        futures::future::try_join_all(c.role_bindings.iter().map(|rb| ensure(&bindings, &s.role_bindings, rb))).await?;
-    changes.extend(rbs.into_iter().flatten());
+    let roles = Api::<Role>::namespaced(client.clone(), &ns);
+    changes.extend(ensure(&roles, &s.roles, &c.delegation).await?);
+    let mut forbidden = Vec::new();
+    let results =
+        futures::future::join_all(c.role_bindings.iter().map(|rb| ensure(&bindings, &s.role_bindings, rb))).await;
+    for (rb, result) in c.role_bindings.iter().zip(results) {
+        match result {
+            Ok(change) => changes.extend(change),
+            Err(Error::Kube { source: kube::Error::Api(e), .. }) if e.code == 403 => forbidden.push(format!(
+                "RoleBinding {} to ClusterRole {}: {}",
+                rb.name_any(),
+                rb.role_ref.name,
+                e.message
+            )),
+            Err(e) => return Err(e),
+        }
+    }
 
     // Children this project owned but no longer wants (a member role removed, isolation turned off, ...).
     let uid = project.uid();
@@ -171,7 +203,8 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     changes.extend(prune(&policies, &s.network_policies, &ns, &uid, &names(c.network_policy.iter())).await?);
     changes.extend(prune(&accounts, &s.service_accounts, &ns, &uid, &names([&c.runner])).await?);
     changes.extend(prune(&bindings, &s.role_bindings, &ns, &uid, &names(c.role_bindings.iter())).await?);
-    Ok(changes)
+    changes.extend(prune(&roles, &s.roles, &ns, &uid, &names([&c.delegation])).await?);
+    Ok(Written { changes, forbidden })
 }
 
 async fn ensure_opt<K>(api: &Api<K>, store: &Store<K>, desired: Option<&K>) -> Result<Option<Change>>
@@ -278,7 +311,7 @@ async fn write_status(
         .and_then(|q| q.status.clone())
         .map(|s| ProjectQuotaStatus { hard: s.hard.unwrap_or_default(), used: s.used.unwrap_or_default() });
     let members: BTreeMap<String, i32> = match children {
-        Some(c) => member_counts(c),
+        Some(c) => c.members.clone(),
         None => previous.members.clone(),
     };
     let namespace_exists = provisioned
@@ -309,18 +342,6 @@ async fn write_status(
         ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message.clone()).await;
     }
     Ok(())
-}
-
-/// Subjects per role, over the workspace member bindings (ProjectRoleBindings add theirs in their own reconciler).
-fn member_counts(c: &Children) -> BTreeMap<String, i32> {
-    let mut counts = BTreeMap::new();
-    for rb in &c.role_bindings {
-        let Some(role) = rb.metadata.name.as_deref().and_then(|n| n.strip_prefix("zenml-workspace-")) else {
-            continue;
-        };
-        *counts.entry(role.to_owned()).or_insert(0) += rb.subjects.as_ref().map_or(0, |s| s.len() as i32);
-    }
-    counts
 }
 
 /// Deletion: Delete removes the namespace and waits until it is gone; Retain (and any adopted namespace) releases
@@ -388,6 +409,7 @@ async fn release(project: &Project, ctx: &Context) -> Result<()> {
     unmanage_all(&Api::<ServiceAccount>::namespaced(c.clone(), &name), &s.service_accounts, &name, &uid, &unmanage)
         .await?;
     unmanage_all(&Api::<RoleBinding>::namespaced(c.clone(), &name), &s.role_bindings, &name, &uid, &unmanage).await?;
+    unmanage_all(&Api::<Role>::namespaced(c.clone(), &name), &s.roles, &name, &uid, &unmanage).await?;
     // The namespace: applying only the former-project annotation drops every field we owned (labels, annotations).
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "annotations": {labels::FORMER_PROJECT: name}}});
     Api::<Namespace>::all(c.clone())

@@ -10,11 +10,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+
+use super::apply::{Change, delete, ensure};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
 use crate::api::{Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
 use crate::labels::FIELD_MANAGER;
+use crate::resources::workspace::{delegation, delegation_name};
 use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
@@ -56,6 +60,10 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     }
 
     finalizer::ensure(&api, &*workspace).await?;
+    for change in write_delegation(&workspace, &ctx).await? {
+        ctx.event(&*workspace, false, change.verb, "Apply", change.to_string()).await;
+        ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+    }
     let decisions = super::project::decide(&ctx, &workspace);
     {
         let seen = ctx.verdicts_seen.lock().expect("not poisoned");
@@ -74,6 +82,26 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     let parts = vec![Cond::ok("ProjectsReady", "Accepted", format!("{} projects", projects.len()))];
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The workspace's delegation ClusterRole and ClusterRoleBinding, written only where they differ from the cache.
+async fn write_delegation(workspace: &Workspace, ctx: &Context) -> Result<Vec<Change>> {
+    let (role, binding) = delegation(workspace);
+    let roles: Api<ClusterRole> = Api::all(ctx.client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let mut changes: Vec<Change> = ensure(&roles, &ctx.stores.cluster_roles, &role).await?.into_iter().collect();
+    match binding {
+        Some(b) => changes.extend(ensure(&bindings, &ctx.stores.cluster_role_bindings, &b).await?),
+        None => {
+            let key = ObjectRef::new(&delegation_name(workspace));
+            if let Some(old) = ctx.stores.cluster_role_bindings.get(&key)
+                && old.owner_references().iter().any(|o| Some(&o.uid) == workspace.meta().uid.as_ref())
+            {
+                changes.extend(delete(&bindings, &old).await?);
+            }
+        }
+    }
+    Ok(changes)
 }
 
 async fn write_status(

@@ -1,10 +1,12 @@
 //! Pure builders of desired state: no I/O, so everything here is unit-tested without a cluster.
 
+pub mod binding;
 pub mod budget;
 pub mod compare;
 pub mod project;
 pub mod quantity;
 pub mod roles;
+pub mod workspace;
 
 pub use project::{Children, desired};
 pub use roles::RoleMap;

@@ -6,13 +6,16 @@ use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject as RbacSubject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use super::RoleMap;
-use crate::api::{NetworkIsolation, Project, ResourceList, Subject, SubjectKind, Workspace};
+use crate::api::{
+    BuiltinRole, NetworkIsolation, Project, ProjectRoleBinding, ResourceList, Subject, SubjectKind, Workspace,
+};
 use crate::labels;
 
 /// Default name of the runner ServiceAccount.
@@ -22,6 +25,10 @@ pub const QUOTA_NAME: &str = "zenml-project";
 pub const LIMIT_RANGE_NAME: &str = "zenml-project";
 pub const NETWORK_POLICY_NAME: &str = "zenml-project-isolation";
 pub const RUNNER_BINDING_NAME: &str = "zenml-runner";
+/// The Role (and its binding) that lets project admins manage the project's ProjectRoleBindings.
+pub const DELEGATION_NAME: &str = "zenml-project-admin";
+/// The custom verb the ProjectRoleBinding admission policy checks in the project namespace.
+pub const MANAGE_BINDINGS_VERB: &str = "manage";
 
 /// Everything a Project owns, as it should be.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,8 +40,12 @@ pub struct Children {
     pub runner: ServiceAccount,
     /// The runner's binding and one per workspace member role, sorted by name.
     pub role_bindings: Vec<RoleBinding>,
+    /// Grants the project's admins the right to manage its ProjectRoleBindings (checked by an admission policy).
+    pub delegation: Role,
     /// Workspace member roles that the workspace does not allow; nothing is bound for them.
     pub roles_not_allowed: Vec<String>,
+    /// Subjects per role: workspace members and the project's ProjectRoleBindings that are in force.
+    pub members: BTreeMap<String, i32>,
 }
 
 /// The quota a project asks for: the workspace default, overridden key by key by the project.
@@ -85,8 +96,17 @@ fn child_meta(project: &Project, owner: &OwnerReference, name: &str, component: 
     }
 }
 
-/// Builds every child. `granted` is the quota the workspace budget grants (see `budget`), already merged.
-pub fn desired(project: &Project, workspace: &Workspace, granted: &ResourceList, roles: &RoleMap) -> Children {
+/// Builds every child. `granted` is the quota the workspace budget grants (see `budget`), already merged;
+/// `bindings` are the project's ProjectRoleBindings (their own RoleBindings are theirs; here they count as members and
+/// their admins get the delegation Role).
+pub fn desired(
+    project: &Project,
+    workspace: &Workspace,
+    granted: &ResourceList,
+    roles: &RoleMap,
+    bindings: &[&ProjectRoleBinding],
+    now: Timestamp,
+) -> Children {
     let name = project.name_any();
     // A controller reference without blockOwnerDeletion: that would need update rights on projects/finalizers.
     let owner = OwnerReference {
@@ -219,10 +239,61 @@ pub fn desired(project: &Project, workspace: &Workspace, granted: &ResourceList,
             None => roles_not_allowed.push(role.to_owned()),
         }
     }
+
+    let mut members: BTreeMap<String, i32> = BTreeMap::new();
+    for member in &workspace.spec.members {
+        *members.entry(member.role.clone()).or_default() += member.subjects.len() as i32;
+    }
+    let mut admins: Vec<RbacSubject> = Vec::new();
+    let admin = BuiltinRole::Admin.name();
+    let in_force = bindings
+        .iter()
+        .filter(|b| roles.resolve(workspace, &b.spec.role).is_some() && !super::binding::expired(b, now));
+    for b in in_force {
+        *members.entry(b.spec.role.clone()).or_default() += b.spec.subjects.len() as i32;
+        if b.spec.role == admin {
+            admins.extend(b.spec.subjects.iter().map(rbac_subject));
+        }
+    }
+    for m in workspace.spec.members.iter().filter(|m| m.role == admin) {
+        admins.extend(m.subjects.iter().map(rbac_subject));
+    }
+    admins.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    admins.dedup();
+    let delegation = Role {
+        metadata: child_meta(project, &owner, DELEGATION_NAME, "delegation"),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![crate::api::GROUP.to_owned()]),
+            resources: Some(vec!["projectrolebindings".to_owned()]),
+            verbs: vec![MANAGE_BINDINGS_VERB.to_owned()],
+            ..Default::default()
+        }]),
+    };
+    if !admins.is_empty() {
+        role_bindings.push(RoleBinding {
+            metadata: child_meta(project, &owner, DELEGATION_NAME, "delegation"),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".to_owned(),
+                kind: "Role".to_owned(),
+                name: DELEGATION_NAME.to_owned(),
+            },
+            subjects: Some(admins),
+        });
+    }
     role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
-    let mut children =
-        Children { namespace, quota, limit_range, network_policy, runner, role_bindings, roles_not_allowed };
+    let mut children = Children {
+        namespace,
+        quota,
+        limit_range,
+        network_policy,
+        runner,
+        role_bindings,
+        delegation,
+        roles_not_allowed,
+        members,
+    };
+    stamp(&mut children.delegation);
     stamp(&mut children.namespace);
     children.quota.iter_mut().for_each(stamp);
     children.limit_range.iter_mut().for_each(stamp);
@@ -259,7 +330,7 @@ fn non_empty<V>(m: BTreeMap<String, V>) -> Option<BTreeMap<String, V>> {
 }
 
 /// Records a fingerprint of the object in an annotation (see `labels::APPLIED_HASH`).
-fn stamp<K: Resource + Serialize>(obj: &mut K) {
+pub fn stamp<K: Resource + Serialize>(obj: &mut K) {
     let hash = fingerprint(&*obj);
     obj.meta_mut().annotations.get_or_insert_with(BTreeMap::new).insert(labels::APPLIED_HASH.to_owned(), hash);
 }
@@ -269,4 +340,190 @@ pub fn fingerprint<T: Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).expect("Kubernetes objects always serialize");
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    use super::*;
+    use crate::api::{
+        LimitRangeSpec as Limits, ProjectDefaults, ProjectRoleBindingSpec, ProjectSpec, QuotaSpec, RunnerSpec,
+        WorkspaceMember, WorkspaceSpec,
+    };
+
+    fn q(pairs: &[(&str, &str)]) -> ResourceList {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned()))).collect()
+    }
+
+    fn group(name: &str) -> Subject {
+        Subject { kind: SubjectKind::Group, name: name.into(), project: None, namespace: None }
+    }
+
+    fn workspace() -> Workspace {
+        let mut w = Workspace::new(
+            "ml",
+            WorkspaceSpec {
+                members: vec![
+                    WorkspaceMember { role: "admin".into(), subjects: vec![group("admins")] },
+                    WorkspaceMember { role: "viewer".into(), subjects: vec![group("org"), group("auditors")] },
+                    WorkspaceMember { role: "ghost".into(), subjects: vec![group("nobody")] },
+                ],
+                project_defaults: Some(ProjectDefaults {
+                    quota: Some(QuotaSpec { hard: q(&[("requests.cpu", "8"), ("pods", "50")]) }),
+                    limit_range: Some(Limits {
+                        default_request: q(&[("cpu", "100m"), ("memory", "256Mi")]),
+                        ..Default::default()
+                    }),
+                    network_isolation: Some(NetworkIsolation::Workspace),
+                    namespace_labels: BTreeMap::from([(
+                        "pod-security.kubernetes.io/enforce".into(),
+                        "baseline".into(),
+                    )]),
+                }),
+                ..Default::default()
+            },
+        );
+        w.metadata.uid = Some("ws-uid".into());
+        w
+    }
+
+    fn project() -> Project {
+        let mut p = Project::new(
+            "fraud",
+            ProjectSpec {
+                workspace: "ml".into(),
+                project_id: Some("fraud_detection".into()),
+                quota: Some(QuotaSpec { hard: q(&[("requests.cpu", "16")]) }),
+                limit_range: Some(Limits { default_request: q(&[("cpu", "250m")]), ..Default::default() }),
+                namespace_labels: BTreeMap::from([
+                    ("cost-center".into(), "1234".into()),
+                    ("pod-security.kubernetes.io/enforce".into(), "privileged".into()),
+                ]),
+                runner: Some(RunnerSpec {
+                    service_account_name: None,
+                    annotations: BTreeMap::from([("iam".into(), "x".into())]),
+                }),
+                ..Default::default()
+            },
+        );
+        p.metadata.uid = Some("p-uid".into());
+        p
+    }
+
+    fn build(p: &Project, w: &Workspace, bindings: &[&ProjectRoleBinding]) -> Children {
+        desired(p, w, &requested_quota(p, w), &RoleMap::default(), bindings, Timestamp::now())
+    }
+
+    #[test]
+    fn the_project_overrides_workspace_defaults_key_by_key() {
+        let (p, w) = (project(), workspace());
+        assert_eq!(requested_quota(&p, &w), q(&[("requests.cpu", "16"), ("pods", "50")]));
+        let c = build(&p, &w, &[]);
+        let item = &c.limit_range.unwrap().spec.unwrap().limits[0];
+        assert_eq!(item.default_request, Some(q(&[("cpu", "250m"), ("memory", "256Mi")])));
+    }
+
+    #[test]
+    fn the_namespace_is_named_and_labelled_for_its_project_and_workspace_labels_win() {
+        let c = build(&project(), &workspace(), &[]);
+        assert_eq!(c.namespace.metadata.name.as_deref(), Some("fraud"));
+        let labels = c.namespace.metadata.labels.unwrap();
+        assert_eq!(labels["zenml.io/project"], "fraud");
+        assert_eq!(labels["zenml.io/workspace"], "ml");
+        assert_eq!(labels["zenml.io/project-id"], "fraud_detection");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "zenml-operator");
+        assert_eq!(labels["cost-center"], "1234");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline", "the workspace's labels are enforced");
+        assert!(c.namespace.metadata.owner_references.is_none(), "garbage collection must never delete a namespace");
+    }
+
+    #[test]
+    fn every_child_is_labelled_owned_and_fingerprinted() {
+        let c = build(&project(), &workspace(), &[]);
+        let metas = [
+            c.quota.as_ref().map(|o| &o.metadata),
+            c.limit_range.as_ref().map(|o| &o.metadata),
+            c.network_policy.as_ref().map(|o| &o.metadata),
+            Some(&c.runner.metadata),
+            Some(&c.delegation.metadata),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(c.role_bindings.iter().map(|rb| &rb.metadata));
+        for m in metas {
+            assert_eq!(m.namespace.as_deref(), Some("fraud"));
+            assert_eq!(m.labels.as_ref().unwrap()["zenml.io/project"], "fraud");
+            assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "p-uid");
+            assert!(m.annotations.as_ref().unwrap().contains_key(labels::APPLIED_HASH));
+        }
+    }
+
+    #[test]
+    fn network_isolation_follows_project_then_workspace() {
+        let (mut p, w) = (project(), workspace());
+        let np = build(&p, &w, &[]).network_policy.unwrap().spec.unwrap();
+        let ingress = np.ingress.clone().unwrap();
+        let from = &ingress[0].from.as_ref().unwrap()[0];
+        assert_eq!(
+            from.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["zenml.io/workspace"],
+            "ml"
+        );
+        assert_eq!(np.policy_types, Some(vec!["Ingress".to_owned()]), "egress and DNS stay open");
+        p.spec.network_isolation = Some(NetworkIsolation::Project);
+        let np = build(&p, &w, &[]).network_policy.unwrap().spec.unwrap();
+        assert!(np.ingress.unwrap()[0].from.as_ref().unwrap()[0].pod_selector.is_some());
+        p.spec.network_isolation = Some(NetworkIsolation::None);
+        assert!(build(&p, &w, &[]).network_policy.is_none());
+    }
+
+    #[test]
+    fn members_are_bound_per_role_and_unknown_roles_are_reported_not_bound() {
+        let c = build(&project(), &workspace(), &[]);
+        let names: Vec<_> = c.role_bindings.iter().map(|rb| rb.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["zenml-project-admin", "zenml-runner", "zenml-workspace-admin", "zenml-workspace-viewer"]);
+        assert_eq!(c.roles_not_allowed, ["ghost"]);
+        let runner = c.role_bindings.iter().find(|rb| rb.metadata.name.as_deref() == Some("zenml-runner")).unwrap();
+        assert_eq!(runner.role_ref.name, "edit");
+        assert_eq!(runner.subjects.as_ref().unwrap()[0].name, "zenml-runner");
+        assert_eq!(c.runner.metadata.annotations.as_ref().unwrap()["iam"], "x");
+    }
+
+    #[test]
+    fn bindings_count_as_members_and_their_admins_get_delegation() {
+        let (p, w) = (project(), workspace());
+        let admin = ProjectRoleBinding::new(
+            "bob-admin",
+            ProjectRoleBindingSpec {
+                project: "fraud".into(),
+                role: "admin".into(),
+                subjects: vec![group("leads")],
+                expires_at: None,
+            },
+        );
+        let devs = ProjectRoleBinding::new(
+            "devs",
+            ProjectRoleBindingSpec {
+                project: "fraud".into(),
+                role: "developer".into(),
+                subjects: vec![group("a"), group("b")],
+                expires_at: None,
+            },
+        );
+        let c = build(&p, &w, &[&admin, &devs]);
+        assert_eq!(
+            c.members,
+            BTreeMap::from([("admin".into(), 2), ("developer".into(), 2), ("ghost".into(), 1), ("viewer".into(), 2)])
+        );
+        let delegation =
+            c.role_bindings.iter().find(|rb| rb.metadata.name.as_deref() == Some(DELEGATION_NAME)).unwrap();
+        let who: Vec<_> = delegation.subjects.as_ref().unwrap().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(who, ["admins", "leads"]);
+        assert_eq!(delegation.role_ref.kind, "Role");
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_objects() {
+        assert_eq!(build(&project(), &workspace(), &[]), build(&project(), &workspace(), &[]));
+    }
 }

@@ -1,0 +1,129 @@
+//! The ProjectRoleBinding reconciler: one RoleBinding in the project namespace, only for roles the workspace allows,
+//! removed when the grant expires or the role stops being allowed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{delete, ensure};
+use super::conditions::{Cond, stamp};
+use super::context::Context;
+use crate::api::{ProjectRoleBinding, ProjectRoleBindingStatus};
+use crate::labels::{self, FIELD_MANAGER};
+use crate::resources::binding::{Refusal, desired, role_binding_name};
+use crate::{Error, Result};
+
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.synced().await?;
+    let _timer = ctx.metrics.reconcile_timer("ProjectRoleBinding");
+    if binding.meta().deletion_timestamp.is_some() {
+        // Its RoleBinding is owned by it: the garbage collector removes it.
+        return Ok(Action::await_change());
+    }
+    let s = &ctx.stores;
+    let spec = &binding.spec;
+    let project = s.projects.get(&ObjectRef::new(&spec.project)).filter(|p| p.meta().deletion_timestamp.is_none());
+    let workspace = project.as_ref().and_then(|p| s.workspaces.get(&ObjectRef::new(&p.spec.workspace)));
+    let namespace_ready = s.namespaces.get(&ObjectRef::new(&spec.project)).is_some_and(|ns| {
+        ns.labels().get(labels::PROJECT) == Some(&spec.project) && ns.meta().deletion_timestamp.is_none()
+    });
+    let now = Timestamp::now();
+    let api: Api<ProjectRoleBinding> = Api::all(ctx.client.clone());
+    let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
+
+    match desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now) {
+        Ok(rb) => match ensure(&rb_api, &s.role_bindings, &rb).await {
+            Ok(change) => {
+                if let Some(change) = change {
+                    ctx.event(&*binding, false, change.verb, "Apply", change.to_string()).await;
+                    ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+                }
+                let msg = format!(
+                    "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
+                    rb.name_any(),
+                    rb.role_ref.name,
+                    spec.subjects.len(),
+                    spec.project
+                );
+                write_status(&binding, &api, &ctx, Cond::ok("Ready", "Bound", msg), Some(rb.name_any())).await?;
+                Ok(until_expiry(&binding, now))
+            }
+            Err(Error::Kube { source: kube::Error::Api(e), .. }) if e.code == 403 => {
+                let msg = format!(
+                    "the operator may not bind ClusterRole {}: {}; grant it `bind` on that ClusterRole (the chart's customRoles value)",
+                    rb.role_ref.name, e.message
+                );
+                write_status(&binding, &api, &ctx, Cond::fail("Ready", "BindForbidden", msg), None).await?;
+                Ok(Action::requeue(Duration::from_secs(300)))
+            }
+            Err(e) => Err(e),
+        },
+        Err(refusal) => {
+            // Nothing may stay granted that is not allowed now: remove the RoleBinding if there is one.
+            let key = ObjectRef::new(&role_binding_name(&binding)).within(&spec.project);
+            if let Some(rb) = s.role_bindings.get(&key).filter(|rb| owned(rb, &binding))
+                && let Some(change) = delete(&rb_api, &rb).await?
+            {
+                ctx.event(&*binding, refusal != Refusal::Expired, change.verb, "Revoke", change.to_string()).await;
+                ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+            }
+            let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
+            write_status(&binding, &api, &ctx, cond, None).await?;
+            Ok(Action::requeue(RESYNC))
+        }
+    }
+}
+
+fn owned(rb: &RoleBinding, binding: &ProjectRoleBinding) -> bool {
+    rb.owner_references().iter().any(|o| Some(&o.uid) == binding.meta().uid.as_ref())
+}
+
+/// Wakes the binding when it expires, so access ends on time without polling.
+fn until_expiry(binding: &ProjectRoleBinding, now: Timestamp) -> Action {
+    match &binding.spec.expires_at {
+        Some(t) => {
+            let left = Duration::try_from(t.0.duration_since(now)).unwrap_or_default();
+            // A little after the instant, so `expired` holds when we look again.
+            Action::requeue((left + Duration::from_millis(200)).min(RESYNC))
+        }
+        None => Action::requeue(RESYNC),
+    }
+}
+
+async fn write_status(
+    binding: &ProjectRoleBinding,
+    api: &Api<ProjectRoleBinding>,
+    ctx: &Context,
+    ready: Cond,
+    role_binding: Option<String>,
+) -> Result<()> {
+    let previous = binding.status.clone().unwrap_or_default();
+    let generation = binding.meta().generation;
+    let status = ProjectRoleBindingStatus {
+        observed_generation: generation,
+        conditions: stamp(&previous.conditions, vec![ready.clone()], generation),
+        role_binding,
+    };
+    if status == previous {
+        return Ok(());
+    }
+    let name = binding.name_any();
+    let patch = json!({"apiVersion": ProjectRoleBinding::api_version(&()), "kind": ProjectRoleBinding::kind(&()), "status": status});
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube("update status of", "ProjectRoleBinding", &name, e))?;
+    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
+    if was.as_deref() != Some(ready.reason.as_str()) {
+        ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
+    }
+    Ok(())
+}
