@@ -18,6 +18,8 @@ pub enum Error {
     Connect(#[source] kube::Error),
     #[error("kubeconfig: {0}")]
     Config(String),
+    #[error("lost leadership: {0}; exiting so that a restart rejoins the election")]
+    LostLeadership(String),
     #[error("metrics server on {addr}: {source}")]
     Serve {
         addr: String,
@@ -45,6 +47,7 @@ impl Error {
             Self::Connect(_) => "Connect",
             Self::Config(_) => "Config",
             Self::Serve { .. } => "Serve",
+            Self::LostLeadership(_) => "LostLeadership",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod crdgen;
 mod error;
 pub mod http;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod resources;
 pub mod run;

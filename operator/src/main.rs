@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
 use zenml_operator::controllers::context::Settings;
+use zenml_operator::leader::LeaseConfig;
 use zenml_operator::resources::RoleMap;
 use zenml_operator::run::RunConfig;
 
@@ -55,6 +58,25 @@ struct RunArgs {
     /// This replica's name, shown in Events.
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Elect a leader among replicas on a Lease, so only one reconciles (`--leader-elect=false` for a single replica
+    /// you are sure of: two operators without election fight over every object).
+    #[arg(long, env = "ZENML_OPERATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease; defaults to the pod's namespace in a cluster, else `default`.
+    #[arg(long, env = "ZENML_OPERATOR_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "zenml-operator")]
+    lease_name: String,
+    /// Seconds a lease stays valid without renewal: a crashed leader is replaced after about this long.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds a leader keeps trying to renew before it gives up and exits.
+    #[arg(long, default_value_t = 10)]
+    renew_deadline_seconds: u64,
+    /// Seconds between attempts to acquire or renew.
+    #[arg(long, default_value_t = 2)]
+    retry_period_seconds: u64,
     /// ClusterRole behind the project role `admin`.
     #[arg(long, default_value = "admin")]
     admin_cluster_role: String,
@@ -97,7 +119,27 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             init_logging(args.log_format);
+            let identity = args.instance.clone().unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "local".into());
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+            // In a pod, the service account's namespace; outside a cluster, `default`.
+            let lease_namespace =
+                args.lease_namespace.clone().or_else(|| args.namespace.clone()).unwrap_or_else(|| {
+                    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                        .map(|s| s.trim().to_owned())
+                        .unwrap_or_else(|_| "default".into())
+                });
+            let leader = args.leader_elect.then(|| LeaseConfig {
+                namespace: lease_namespace,
+                name: args.lease_name.clone(),
+                identity,
+                lease_duration: Duration::from_secs(args.lease_duration_seconds),
+                renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
+                retry_period: Duration::from_secs(args.retry_period_seconds),
+            });
             let config = RunConfig {
+                leader,
                 concurrency: args.concurrency,
                 metrics_addr: args.metrics_addr,
                 instance: args.instance,

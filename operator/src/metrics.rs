@@ -5,6 +5,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub duration: Family<KindLabel, Histogram>,
     /// Objects created, updated or deleted, by the kind of object written.
     pub writes: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the leader lease (or runs without election).
+    pub leader: Gauge,
     pub registry: Registry,
 }
 
@@ -41,7 +44,9 @@ impl Default for Metrics {
         registry.register("reconcile_failures", "Failed reconciles, by kind and reason", failures.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration, by kind", duration.clone());
         registry.register("writes", "Objects created, updated or deleted, by kind", writes.clone());
-        Self { reconciles, failures, duration, writes, registry }
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica is the leader", leader.clone());
+        Self { reconciles, failures, duration, writes, leader, registry }
     }
 }
 

@@ -23,6 +23,7 @@ use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::controllers::context::{Context, Settings, Stores};
 use crate::controllers::{binding, error_policy, project, record_success, workspace};
 use crate::labels::MANAGED_SELECTOR;
+use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
@@ -33,6 +34,8 @@ pub struct RunConfig {
     pub settings: Settings,
     /// Identifies this replica in Events.
     pub instance: Option<String>,
+    /// Leader election; `None` runs without it (one replica only).
+    pub leader: Option<LeaseConfig>,
 }
 
 /// Memory: managedFields and client-side-apply copies are never read, and at thousands of objects they would be most
@@ -125,6 +128,20 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal().shared();
+    let mut server =
+        tokio::spawn(crate::http::serve(cfg.metrics_addr, metrics.clone(), ready.clone(), shutdown.clone()));
+
+    // Only the leader watches and writes; a standby is healthy and ready, and waits.
+    let mut elector = cfg.leader.clone().map(|l| Elector::new(client.clone(), l));
+    if let Some(elector) = elector.as_mut() {
+        ready.store(true, Ordering::SeqCst);
+        tokio::select! {
+            r = elector.acquire() => r?,
+            _ = shutdown.clone() => return Ok(()),
+        }
+        ready.store(false, Ordering::SeqCst);
+    }
+    metrics.leader.set(1);
     let everything = || watcher::Config::default().any_semantic();
     let ours = || watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
 
@@ -242,7 +259,6 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .run(with_backoff(binding::reconcile), error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    let server = crate::http::serve(cfg.metrics_addr, metrics, ready.clone(), shutdown.clone());
     let mark_ready = async {
         if stores.ready().await.is_ok() {
             ready.store(true, Ordering::SeqCst);
@@ -250,19 +266,32 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             tracing::info!("caches synced; reconciling");
         }
     };
-    tracing::info!(concurrency = cfg.concurrency, metrics = %cfg.metrics_addr, "zenml-operator starting");
+    tracing::info!(concurrency = cfg.concurrency, "starting controllers");
     let controllers = async {
         tokio::join!(project_controller, workspace_controller, binding_controller, mark_ready);
     };
     let watches = async {
         tokio::join!(project_watch, workspace_watch, binding_watch, rb_watch);
     };
-    tokio::select! {
-        _ = controllers => {},
-        _ = watches => {},
-        r = server => r?,
+    let keep_leading = async {
+        match elector.as_mut() {
+            Some(e) => e.keep().await,
+            None => futures::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = controllers => Ok(()),
+        _ = watches => Ok(()),
+        lost = keep_leading => Err(lost),
+        r = &mut server => r.unwrap_or_else(|e| Err(Error::Config(format!("metrics server task: {e}")))),
+    };
+    metrics.leader.set(0);
+    if outcome.is_ok()
+        && let Some(elector) = elector.as_mut()
+    {
+        elector.release().await;
     }
-    Ok(())
+    outcome
 }
 
 fn refs<K: Resource<DynamicType = ()>>(objs: impl Iterator<Item = Arc<K>>) -> Vec<ObjectRef<K>> {
