@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster of KUBECONFIG, or the one it runs in.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (or write one file per kind with --out-dir).
     Crds {
         /// Write `<kind>.yaml` files into this directory instead of printing.

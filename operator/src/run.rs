@@ -78,7 +78,7 @@ async fn check_crds(client: &Client) -> Result<()> {
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 Err(Error::CrdsMissing(format!("{}.{} not found", K::plural(&()), K::group(&()))))
             }
-            Err(e) => Err(Error::Connect(e)),
+            Err(e) => Err(Error::Connect(Box::new(e))),
         }
     }
     probe::<Workspace>(client).await?;
@@ -122,7 +122,7 @@ where
 }
 
 pub async fn run(cfg: RunConfig) -> Result<()> {
-    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let client = Client::try_default().await.map_err(|e| Error::Connect(Box::new(e)))?;
     check_crds(&client).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

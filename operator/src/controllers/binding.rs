@@ -57,10 +57,11 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                 write_status(&binding, &api, &ctx, Cond::ok("Ready", "Bound", msg), Some(rb.name_any())).await?;
                 Ok(until_expiry(&binding, now))
             }
-            Err(Error::Kube { source: kube::Error::Api(e), .. }) if e.code == 403 => {
+            Err(e) if e.api_code() == Some(403) => {
                 let msg = format!(
                     "the operator may not bind ClusterRole {}: {}; grant it `bind` on that ClusterRole (the chart's customRoles value)",
-                    rb.role_ref.name, e.message
+                    rb.role_ref.name,
+                    e.api_message()
                 );
                 write_status(&binding, &api, &ctx, Cond::fail("Ready", "BindForbidden", msg), None).await?;
                 Ok(Action::requeue(Duration::from_secs(300)))

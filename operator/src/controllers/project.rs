@@ -118,7 +118,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         Ok(written) => written,
         Err(e) => {
             let (cond, reason) = match &e {
-                Error::Kube { source: kube::Error::Api(s), .. } if s.code == 403 => ("AccessReady", "Forbidden"),
+                e if e.api_code() == Some(403) => ("AccessReady", "Forbidden"),
                 _ => ("NamespaceReady", "ApplyFailed"),
             };
             let msg = format!("{e}");
@@ -186,11 +186,11 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     for (rb, result) in c.role_bindings.iter().zip(results) {
         match result {
             Ok(change) => changes.extend(change),
-            Err(Error::Kube { source: kube::Error::Api(e), .. }) if e.code == 403 => forbidden.push(format!(
+            Err(e) if e.api_code() == Some(403) => forbidden.push(format!(
                 "RoleBinding {} to ClusterRole {}: {}",
                 rb.name_any(),
                 rb.role_ref.name,
-                e.message
+                e.api_message()
             )),
             Err(e) => return Err(e),
         }
