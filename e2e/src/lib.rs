@@ -271,6 +271,9 @@ pub fn install_crds() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
         run_ok(kubectl().args(["apply", "--server-side", "--force-conflicts", "-f"]).arg(&dir));
         run_ok(kubectl().args(["wait", "--for=condition=established", "--timeout=60s", "-f"]).arg(&dir));
+        // What the chart installs besides the CRDs: the contributor role, self-service role, admission policies.
+        let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/zenml-operator/files");
+        run_ok(kubectl().args(["apply", "--server-side", "--force-conflicts", "-f"]).arg(&files));
     });
 }
 
