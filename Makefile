@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER := e2e/cluster
 
-.PHONY: test fmt-check clippy unit e2e cluster-up cluster-down demo
+.PHONY: test fmt-check clippy unit e2e cluster-up cluster-down demo crds
 
 ## test: everything CI checks
 test: fmt-check clippy unit e2e
@@ -22,6 +22,7 @@ unit:
 ## e2e: end-to-end tests against $KUBECONFIG, or else the local cluster (started if needed
 ## and left running, so the next run starts instantly; `make cluster-down` stops it)
 e2e:
+	$(CARGO) build -p zenml-operator
 	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
 	$(CARGO) test -p e2e -- --test-threads=4
 
@@ -31,6 +32,11 @@ cluster-up:
 cluster-down:
 	$(CLUSTER) down
 
-## demo: a local cluster to play with (e2e/.cluster/kubectl matches its version)
-demo: cluster-up
-	eval "$$($(CLUSTER) env)"; e2e/.cluster/kubectl get ns
+## demo: local cluster, CRDs, operator in the background, examples applied, result shown
+demo:
+	e2e/demo
+
+## crds: regenerate crds/ and the chart's copy from the Rust types
+crds:
+	$(CARGO) run --quiet -p zenml-operator -- crds --out-dir crds
+	cp crds/*.yaml charts/zenml-operator/crds/
