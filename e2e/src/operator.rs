@@ -73,7 +73,11 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the operator did not become ready in {timeout:?}; its log: {}\n{}", self.log.display(), self.log_tail());
+        panic!(
+            "the operator did not become ready in {timeout:?}; its log: {}\n{}",
+            self.log.display(),
+            self.log_tail()
+        );
     }
 
     /// The last lines of the operator's log, for failure messages.
@@ -127,11 +131,45 @@ impl Drop for Operator {
     }
 }
 
+/// Identity prefix of operators started by tests, in the leader Lease.
+pub const E2E_IDENTITY: &str = "e2e-";
+
 /// The operator shared by the tests of one test binary, started on first use; it stops when the binary exits.
+///
+/// It joins the leader election on the default Lease, so several test binaries (or developers) running at once get
+/// one leader instead of operators fighting over the same objects. Tests must exercise this build, though: if an
+/// operator that no test started leads (say `make demo`'s), this fails at once and says so.
 pub fn shared() -> &'static Operator {
     static SHARED: OnceLock<Operator> = OnceLock::new();
     SHARED.get_or_init(|| {
         crate::install_crds();
-        Operator::start(&[])
+        let instance = format!("{E2E_IDENTITY}{}", std::process::id());
+        let op = Operator::start(&["--instance", &instance]);
+        let start = Instant::now();
+        loop {
+            if op.counter("zenml_operator_leader") == 1 {
+                break;
+            }
+            let holder = crate::run(crate::kubectl().args([
+                "get",
+                "lease",
+                "zenml-operator",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]))
+            .stdout;
+            if holder.starts_with(E2E_IDENTITY) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "another zenml-operator ({holder:?}) leads this cluster, so the tests would exercise it instead of this \
+                 build; stop it first (`make demo`'s: make cluster-down, or kill it)"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        op
     })
 }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod controllers;
 pub mod crdgen;
 mod error;
+pub mod guard;
 pub mod http;
 pub mod labels;
 pub mod leader;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAc
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::controllers::context::{Context, Settings, Stores};
 use crate::controllers::{binding, error_policy, project, record_success, workspace};
+use crate::guard;
 use crate::labels::MANAGED_SELECTOR;
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::Metrics;
@@ -102,18 +103,20 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// One watch feeding a cache and `N` trigger streams, so controllers share it instead of each watching again.
+/// One watch of our own kind `K` feeding a cache and `N` trigger streams, so controllers share it instead of each
+/// watching again. Objects that do not decode are reported and left out (see `guard`).
 fn shared_watch<K, const N: usize>(
-    api: Api<K>,
-    config: watcher::Config,
+    client: &Client,
     buffer: usize,
+    invalid: &mpsc::UnboundedSender<guard::Invalid>,
 ) -> (Store<K>, [ReflectHandle<K>; N], impl std::future::Future<Output = ()> + Send + 'static)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Default + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store_shared(buffer);
     let handles = std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
-    let watch = watcher(api, config)
+    let events = watcher(Api::<DeserializeGuard<K>>::all(client.clone()), watcher::Config::default().any_semantic());
+    let watch = guard::decodable(events, invalid.clone())
         .default_backoff()
         .modify(strip)
         .reflect_shared(writer)
@@ -146,14 +149,21 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let ours = || watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
 
     // Watches that feed more than one controller are shared.
+    let (invalid_tx, invalid_rx) = mpsc::unbounded();
     let (projects, [projects_for_projects, projects_for_workspaces, projects_for_bindings], project_watch) =
-        shared_watch::<Project, 3>(Api::all(client.clone()), everything(), 1024);
+        shared_watch::<Project, 3>(&client, 1024, &invalid_tx);
     let (workspaces, [workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
-        shared_watch::<Workspace, 3>(Api::all(client.clone()), everything(), 256);
+        shared_watch::<Workspace, 3>(&client, 256, &invalid_tx);
     let (bindings, [bindings_for_bindings, bindings_for_projects], binding_watch) =
-        shared_watch::<ProjectRoleBinding, 2>(Api::all(client.clone()), everything(), 1024);
-    let (role_bindings, [rbs_for_projects, rbs_for_bindings], rb_watch) =
-        shared_watch::<RoleBinding, 2>(Api::all(client.clone()), ours(), 1024);
+        shared_watch::<ProjectRoleBinding, 2>(&client, 1024, &invalid_tx);
+    let (role_bindings, rb_writer) = reflector::store_shared::<RoleBinding>(1024);
+    let [rbs_for_projects, rbs_for_bindings] =
+        std::array::from_fn(|_| rb_writer.subscribe().expect("a shared store has subscribers"));
+    let rb_watch = watcher(Api::<RoleBinding>::all(client.clone()), ours())
+        .default_backoff()
+        .modify(strip)
+        .reflect_shared(rb_writer)
+        .for_each(|_| futures::future::ready(()));
 
     // Namespaces as metadata only: every namespace, so a conflicting or newly adoptable one is seen at once.
     let (namespaces, ns_writer) = reflector::store();
@@ -270,8 +280,9 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let controllers = async {
         tokio::join!(project_controller, workspace_controller, binding_controller, mark_ready);
     };
+    let invalid_reporter = guard::report(client.clone(), ctx.recorder.clone(), invalid_rx);
     let watches = async {
-        tokio::join!(project_watch, workspace_watch, binding_watch, rb_watch);
+        tokio::join!(project_watch, workspace_watch, binding_watch, rb_watch, invalid_reporter);
     };
     let keep_leading = async {
         match elector.as_mut() {
