@@ -23,7 +23,7 @@ use super::finalizer;
 use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
 use crate::labels::{self, FIELD_MANAGER};
 use crate::resources::budget::{self, Candidate, Verdict};
-use crate::resources::{Children, desired, project as build};
+use crate::resources::{Children, desired, project as build, validate};
 use crate::{Error, Result};
 
 /// How long a healthy project waits before it is checked again without any event. Events drive everything; this
@@ -74,9 +74,9 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         );
         return refuse(project, api, ctx, "WorkspaceNotFound", msg).await;
     };
-    if ctx.settings.protected_namespaces.contains(&name) {
-        let msg = format!("namespace {name:?} is protected (the operator's own); choose another project name");
-        return refuse(project, api, ctx, "ProtectedNamespace", msg).await;
+    // The schema refuses these names; this catches objects that bypassed it.
+    if let Some(problem) = validate::project_name_problem(&name, &ctx.settings.protected_namespaces) {
+        return refuse(project, api, ctx, "InvalidName", problem).await;
     }
     let verdict = decide(ctx, &workspace).verdicts.remove(&name).unwrap_or_else(|| Verdict::Refuse {
         reason: "WorkspaceNotFound",

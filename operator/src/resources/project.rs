@@ -127,14 +127,20 @@ pub fn desired(
         ns_labels.extend(d.namespace_labels.clone());
     }
     ns_labels.extend(child_labels(project, "namespace"));
+    let mut ns_annotations = project.spec.namespace_annotations.clone();
     if let Some(id) = &project.spec.project_id {
-        ns_labels.insert(labels::PROJECT_ID.to_owned(), id.clone());
+        // Always as an annotation; as a label (for `-l zenml.io/project-id=...`) when the ID fits a label value:
+        // ZenML allows IDs like `_fraud` that labels do not.
+        ns_annotations.insert(labels::PROJECT_ID.to_owned(), id.clone());
+        if super::validate::is_label_value(id) {
+            ns_labels.insert(labels::PROJECT_ID.to_owned(), id.clone());
+        }
     }
     let namespace = Namespace {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some(ns_labels),
-            annotations: non_empty(project.spec.namespace_annotations.clone()),
+            annotations: non_empty(ns_annotations),
             ..Default::default()
         },
         ..Default::default()
@@ -432,6 +438,11 @@ mod tests {
         assert_eq!(labels["zenml.io/project"], "fraud");
         assert_eq!(labels["zenml.io/workspace"], "ml");
         assert_eq!(labels["zenml.io/project-id"], "fraud_detection");
+        let mut odd = project();
+        odd.spec.project_id = Some("_fraud".into());
+        let ns = build(&odd, &workspace(), &[]).namespace.metadata;
+        assert!(!ns.labels.unwrap().contains_key("zenml.io/project-id"), "not a valid label value");
+        assert_eq!(ns.annotations.unwrap()["zenml.io/project-id"], "_fraud");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "zenml-operator");
         assert_eq!(labels["cost-center"], "1234");
         assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline", "the workspace's labels are enforced");
