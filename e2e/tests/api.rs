@@ -458,7 +458,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-
 fn with_api_version(yaml: &str) -> String {
     format!("{API_VERSION}\n{yaml}\n")
 }

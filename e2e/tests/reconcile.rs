@@ -1,48 +1,1416 @@
 //! Project and Workspace reconciliation against a real API server, with the operator running as users run it.
+//!
+//! Every test makes its own Workspace and Projects under [`unique`] names through a [`Test`], which deletes them when
+//! the test ends, pass or fail: Projects first (until they are gone), then Workspaces, then any other namespace the
+//! test made. Only `kpt_applies_and_destroys_the_examples` uses the fixed names of `examples/`.
+//!
+//! One test (`no_writes_while_idle_or_after_a_restart`) needs the cluster quiet for a few seconds, because it counts
+//! every write a freshly started operator makes: it takes [`QUIET`] exclusively for that part, all other tests hold it
+//! shared for their whole run.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
-use e2e::{eventually, kubectl, operator, run, run_ok, unique};
+use e2e::operator::{self, Operator};
+use e2e::{client, eventually, kubectl, run, run_ok, run_stdin, unique};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use zenml_operator::api::{Project, Workspace};
 
-fn apply(yaml: &str) {
-    let mut cmd = kubectl();
-    cmd.args(["apply", "-f", "-"]);
-    let out = e2e::run_stdin(&mut cmd, yaml);
-    assert!(out.success(), "kubectl apply failed: {}\n{yaml}", out.stderr);
+/// How long the operator may take for anything that needs no namespace deletion.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Namespace deletion runs through the namespace controller, which deletes everything in it first.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The issue's promise for drift: an owned object edited or deleted by hand is restored within seconds.
+const DRIFT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const API_VERSION: &str = "zenml.io/v1alpha1";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator";
+
+/// Shared by every test; taken exclusively while a second operator counts its writes.
+static QUIET: RwLock<()> = RwLock::new(());
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One test's view of the cluster, and everything it must delete when it ends.
+struct Test {
+    client: Client,
+    projects: Vec<String>,
+    workspaces: Vec<String>,
+    /// Namespaces that outlive their Project (Retain, released) or were never a Project's; deleted last.
+    namespaces: Vec<String>,
+    /// Wait until these namespaces are gone (fixed names a later run reuses).
+    wait_for_namespaces: bool,
+    /// Runs first when the test ends (e.g. `kpt live destroy`).
+    before_cleanup: Option<Box<dyn FnOnce()>>,
+    quiet: Option<RwLockReadGuard<'static, ()>>,
 }
 
-fn jsonpath(kind: &str, name: &str, ns: Option<&str>, path: &str) -> String {
-    let mut cmd = kubectl();
-    cmd.args(["get", kind, name, "-o", &format!("jsonpath={path}")]);
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
+impl Test {
+    async fn new() -> Test {
+        operator::shared();
+        let quiet = QUIET.read().unwrap_or_else(|e| e.into_inner());
+        Test {
+            client: client().await,
+            projects: Vec::new(),
+            workspaces: Vec::new(),
+            namespaces: Vec::new(),
+            wait_for_namespaces: false,
+            before_cleanup: None,
+            quiet: Some(quiet),
+        }
     }
-    let out = run(&mut cmd);
-    if out.success() { out.stdout } else { String::new() }
+
+    fn projects_api(&self) -> Api<Project> {
+        Api::all(self.client.clone())
+    }
+
+    fn workspaces_api(&self) -> Api<Workspace> {
+        Api::all(self.client.clone())
+    }
+
+    fn ns_api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Server-side applies `obj` (as field manager `e2e`), remembering Workspaces and Projects for cleanup.
+    fn apply(&mut self, obj: &Value) {
+        let name = obj["metadata"]["name"].as_str().expect("a name").to_owned();
+        let list = match obj["kind"].as_str() {
+            Some("Project") => Some(&mut self.projects),
+            Some("Workspace") => Some(&mut self.workspaces),
+            _ => None,
+        };
+        if let Some(list) = list
+            && !list.contains(&name)
+        {
+            list.push(name);
+        }
+        let text = serde_json::to_string_pretty(obj).expect("json");
+        let out = run_stdin(
+            kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
+            &text,
+        );
+        assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
+    }
+
+    /// A Workspace with `spec`, applied.
+    fn workspace(&mut self, name: &str, spec: Value) {
+        self.apply(&json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec}));
+    }
+
+    /// A Project of `workspace` with `spec` (without `workspace`), applied.
+    fn project(&mut self, name: &str, workspace: &str, mut spec: Value) {
+        spec["workspace"] = json!(workspace);
+        self.apply(&json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": name}, "spec": spec}));
+    }
+
+    async fn get_project(&self, name: &str) -> Result<Project, String> {
+        self.projects_api().get(name).await.map_err(|e| format!("{e}"))
+    }
+
+    /// Waits until the Project's condition `type_` has `status` and `reason` for its current generation.
+    async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> Project {
+        let what = format!("project {name}: {type_}={status} reason {reason:?}");
+        eventually(TIMEOUT, &what, || async {
+            let p = self.get_project(name).await?;
+            let current = condition(&p, type_)
+                .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r) && is_current(&p, c));
+            if current { Ok(p) } else { Err(conditions_of(&p)) }
+        })
+        .await
+    }
+
+    async fn wait_ready(&self, name: &str) -> Project {
+        self.wait_condition(name, "Ready", "True", Some("Ready")).await
+    }
+
+    async fn get<K>(&self, ns: &str, name: &str) -> Option<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.ns_api::<K>(ns).get_opt(name).await.unwrap_or_else(|e| panic!("get {ns}/{name}: {e}"))
+    }
+
+    async fn namespace(&self, name: &str) -> Option<Namespace> {
+        Api::<Namespace>::all(self.client.clone()).get_opt(name).await.unwrap_or_else(|e| panic!("get ns {name}: {e}"))
+    }
+
+    /// Waits until the namespace `name` does not exist.
+    async fn wait_namespace_gone(&self, name: &str, timeout: Duration) {
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        eventually(timeout, &format!("namespace {name} to be gone"), || async {
+            match nss.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(ns)) => Err(format!("still there: {:?}", ns.status.and_then(|s| s.phase))),
+                Err(e) => Err(format!("{e}")),
+            }
+        })
+        .await;
+    }
+
+    async fn wait_project_gone(&self, name: &str, timeout: Duration) {
+        let api = self.projects_api();
+        eventually(timeout, &format!("project {name} to be gone"), || async {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(p)) => Err(conditions_of(&p)),
+                Err(e) => Err(format!("{e}")),
+            }
+        })
+        .await;
+    }
+
+    /// Events (events.k8s.io/v1) regarding the Project `name`.
+    async fn events(&self, name: &str) -> Vec<Event> {
+        project_events(&self.client, name).await
+    }
+
+    /// Waits for an Event regarding the Project `name` with `reason`.
+    async fn wait_event(&self, name: &str, reason: &str) -> Event {
+        eventually(TIMEOUT, &format!("an Event {reason} regarding project {name}"), || async {
+            let events = self.events(name).await;
+            events.iter().find(|e| e.reason.as_deref() == Some(reason)).cloned().ok_or_else(|| summary(&events))
+        })
+        .await
+    }
+
+    /// Deletes what the test made; `Err` says what did not go away.
+    fn cleanup(&mut self) -> Result<(), String> {
+        if let Some(f) = self.before_cleanup.take() {
+            f();
+        }
+        let mut errors = Vec::new();
+        for (kind, names) in
+            [("project", std::mem::take(&mut self.projects)), ("workspace", std::mem::take(&mut self.workspaces))]
+        {
+            if names.is_empty() {
+                continue;
+            }
+            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
+            if !out.success() {
+                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
+            }
+            if let Err(e) = wait_gone(kind, &names, DELETE_TIMEOUT) {
+                errors.push(e);
+            }
+        }
+        let namespaces = std::mem::take(&mut self.namespaces);
+        if !namespaces.is_empty() {
+            let out =
+                run(kubectl().args(["delete", "namespace", "--ignore-not-found", "--wait=false"]).args(&namespaces));
+            if !out.success() {
+                errors.push(format!("kubectl delete namespace {namespaces:?}: {}", out.stderr));
+            }
+            if self.wait_for_namespaces
+                && let Err(e) = wait_gone("namespace", &namespaces, DELETE_TIMEOUT)
+            {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    }
 }
+
+impl Drop for Test {
+    fn drop(&mut self) {
+        let result = self.cleanup();
+        drop(self.quiet.take());
+        match result {
+            Ok(()) => {}
+            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
+            Err(e) => panic!("cleanup failed: {e}\noperator log: {}", operator::shared().log.display()),
+        }
+    }
+}
+
+/// Polls with kubectl until none of `names` of `kind` exists.
+fn wait_gone(kind: &str, names: &[String], timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(names));
+        if out.success() && out.stdout.trim().is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("{kind} {names:?} still there after {timeout:?}: {}{}", out.stdout, out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+async fn project_events(client: &Client, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().fields(&format!("regarding.name={name}"));
+    let list = api.list(&lp).await.unwrap_or_else(|e| panic!("list events regarding {name}: {e}"));
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().is_some_and(|r| r.kind.as_deref() == Some("Project")))
+        .collect()
+}
+
+fn summary(events: &[Event]) -> String {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} (x{})",
+                e.type_.as_deref().unwrap_or("?"),
+                e.reason.as_deref().unwrap_or("?"),
+                e.note.as_deref().unwrap_or(""),
+                e.series.as_ref().map_or(1, |s| s.count)
+            )
+        })
+        .collect();
+    format!("events: [{}]", lines.join("; "))
+}
+
+fn condition<'a>(p: &'a Project, type_: &str) -> Option<&'a Condition> {
+    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The condition describes the Project's current spec.
+fn is_current(p: &Project, c: &Condition) -> bool {
+    c.observed_generation == p.metadata.generation
+        && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+}
+
+fn conditions_of(p: &Project) -> String {
+    let conds: Vec<String> = p
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message))
+        .collect();
+    format!("generation {:?}, conditions [{}]", p.metadata.generation, conds.join("; "))
+}
+
+fn labels(meta: &impl Resource) -> BTreeMap<String, String> {
+    meta.meta().labels.clone().unwrap_or_default()
+}
+
+fn annotations(meta: &impl Resource) -> BTreeMap<String, String> {
+    meta.meta().annotations.clone().unwrap_or_default()
+}
+
+/// The quota's `spec.hard` as plain strings.
+fn hard(rq: &ResourceQuota) -> BTreeMap<String, String> {
+    rq.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+}
+
+fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn quantities(
+    list: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, String> {
+    list.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+}
+
+/// `kubectl ...` that must succeed.
+fn k(args: &[&str]) -> String {
+    run_ok(kubectl().args(args))
+}
+
+/// Waits up to [`DRIFT_TIMEOUT`] for `check`, and says how long the restore took.
+async fn restored<F, Fut>(what: &str, check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    eventually(DRIFT_TIMEOUT, what, check).await;
+    let took = start.elapsed();
+    eprintln!("drift restored in {took:?}: {what}");
+    took
+}
+
+/// The resourceVersion of everything a project consists of: its namespace and the children in it (by our label),
+/// the Project and its Workspace, and the workspace's cluster-scoped objects.
+fn resource_versions(project: &str, workspace: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut add = |json: &str| {
+        let v: Value = serde_json::from_str(json).expect("kubectl -o json");
+        let items = match v["items"].as_array() {
+            Some(items) => items.clone(),
+            None => vec![v],
+        };
+        for item in items {
+            let key = format!(
+                "{}/{}/{}",
+                item["kind"].as_str().unwrap_or("?"),
+                item["metadata"]["namespace"].as_str().unwrap_or(""),
+                item["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            out.insert(key, item["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned());
+        }
+    };
+    add(&k(&["get", "namespace", project, "-o", "json"]));
+    add(&k(&["get", "project", project, "-o", "json"]));
+    add(&k(&["get", "workspace", workspace, "-o", "json"]));
+    add(&k(&[
+        "get",
+        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
+        "-n",
+        project,
+        "-l",
+        MANAGED_SELECTOR,
+        "-o",
+        "json",
+    ]));
+    add(&k(&[
+        "get",
+        "clusterroles,clusterrolebindings",
+        "-l",
+        &format!("zenml.io/workspace={workspace}"),
+        "-o",
+        "json",
+    ]));
+    out
+}
+
+/// A Pod that passes Pod Security `baseline`, with `resources` (or none).
+fn pod(name: &str, resources: Option<Value>) -> Pod {
+    let mut container = json!({"name": "main", "image": "busybox", "command": ["sleep", "3600"]});
+    if let Some(r) = resources {
+        container["resources"] = r;
+    }
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [container]}})).expect("a Pod")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Provisioning
+// ---------------------------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn a_project_becomes_a_ready_namespace_with_every_child() {
-    let op = operator::shared();
+    let mut t = Test::new().await;
     let ws = unique("e2e-rec-ws");
     let p = unique("e2e-rec-p");
-    apply(&format!(
-        "apiVersion: zenml.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {ws}}}\nspec:\n  projectDefaults:\n    quota: {{hard: {{pods: '5', requests.cpu: '2'}}}}\n    limitRange: {{defaultRequest: {{cpu: 100m}}}}\n---\napiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {p}}}\nspec: {{workspace: {ws}}}\n"
-    ));
-    eventually(Duration::from_secs(20), "project Ready", || async {
-        (jsonpath("project", &p, None, "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(())
+    let pw = unique("e2e-rec-pw");
+    t.workspace(
+        &ws,
+        json!({
+            "members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "ws-admins"}]}],
+            "projectDefaults": {
+                "quota": {"hard": {"pods": "10", "requests.cpu": "2", "requests.memory": "1Gi"}},
+                "limitRange": {"defaultRequest": {"cpu": "100m", "memory": "64Mi"}, "default": {"cpu": "500m", "memory": "256Mi"}},
+                "networkIsolation": "Project",
+                "namespaceLabels": {"pod-security.kubernetes.io/enforce": "baseline", "tier": "gold"},
+            },
+        }),
+    );
+    t.project(
+        &p,
+        &ws,
+        json!({
+            "displayName": "Fraud detection",
+            "projectId": "Fraud_Detection-1",
+            "quota": {"hard": {"requests.cpu": "1", "limits.memory": "2Gi"}},
+            "limitRange": {"default": {"memory": "128Mi"}, "max": {"cpu": "2"}},
+            "namespaceLabels": {"tier": "silver", "cost-center": "1234"},
+            "namespaceAnnotations": {"example.com/owner": "team-a"},
+            "runner": {"serviceAccountName": "pipelines", "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/x"}},
+        }),
+    );
+    t.project(&pw, &ws, json!({"networkIsolation": "Workspace"}));
+
+    let project = t.wait_ready(&p).await;
+    for c in ["NamespaceReady", "QuotaReady", "AccessReady", "NetworkReady"] {
+        let cond = condition(&project, c).unwrap_or_else(|| panic!("no {c}: {}", conditions_of(&project)));
+        assert_eq!(cond.status, "True", "{c}: {}", conditions_of(&project));
+    }
+    let uid = project.uid().expect("a uid");
+
+    // The namespace: our labels, the project's own, and the workspace's enforced ones winning.
+    let ns = t.namespace(&p).await.expect("the project namespace");
+    let l = labels(&ns);
+    let expect = [
+        ("zenml.io/workspace", ws.as_str()),
+        ("zenml.io/project", p.as_str()),
+        ("zenml.io/project-id", "Fraud_Detection-1"),
+        (MANAGED_BY, "zenml-operator"),
+        ("pod-security.kubernetes.io/enforce", "baseline"),
+        ("tier", "gold"),
+        ("cost-center", "1234"),
+    ];
+    for (key, value) in expect {
+        assert_eq!(l.get(key).map(String::as_str), Some(value), "namespace label {key}: {l:?}");
+    }
+    assert_eq!(annotations(&ns).get("example.com/owner").map(String::as_str), Some("team-a"));
+
+    // Every child carries our labels and is controlled by the Project.
+    let check_child = |kind: &str, meta: &kube::core::ObjectMeta, component: &str| {
+        let l = meta.labels.clone().unwrap_or_default();
+        for (key, value) in [
+            (MANAGED_BY, "zenml-operator"),
+            ("zenml.io/workspace", ws.as_str()),
+            ("zenml.io/project", p.as_str()),
+            ("zenml.io/component", component),
+        ] {
+            assert_eq!(l.get(key).map(String::as_str), Some(value), "{kind} label {key}: {l:?}");
+        }
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        assert!(
+            owners.iter().any(|o| o.kind == "Project" && o.uid == uid && o.controller == Some(true)),
+            "{kind} is not controlled by the Project: {owners:?}"
+        );
+    };
+
+    // Quota: the workspace default merged key by key with the project's override.
+    let rq: ResourceQuota = t.get(&p, "zenml-project").await.expect("the ResourceQuota");
+    check_child("ResourceQuota", &rq.metadata, "quota");
+    assert_eq!(
+        hard(&rq),
+        strings(&[("pods", "10"), ("requests.cpu", "1"), ("requests.memory", "1Gi"), ("limits.memory", "2Gi")])
+    );
+
+    // LimitRange: merged the same way.
+    let lr: LimitRange = t.get(&p, "zenml-project").await.expect("the LimitRange");
+    check_child("LimitRange", &lr.metadata, "limits");
+    let items = lr.spec.as_ref().expect("a spec").limits.clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert_eq!(item.type_, "Container");
+    assert_eq!(quantities(&item.default), strings(&[("cpu", "500m"), ("memory", "128Mi")]));
+    assert_eq!(quantities(&item.default_request), strings(&[("cpu", "100m"), ("memory", "64Mi")]));
+    assert_eq!(quantities(&item.max), strings(&[("cpu", "2")]));
+
+    // NetworkPolicy, Project isolation: every pod, ingress only from pods of this namespace.
+    let np: NetworkPolicy = t.get(&p, "zenml-project-isolation").await.expect("the NetworkPolicy");
+    check_child("NetworkPolicy", &np.metadata, "network");
+    assert_eq!(
+        serde_json::to_value(np.spec.as_ref().expect("a spec")).unwrap(),
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]})
+    );
+
+    // The runner ServiceAccount with its annotations, bound to edit.
+    let sa: ServiceAccount = t.get(&p, "pipelines").await.expect("the runner ServiceAccount");
+    check_child("ServiceAccount", &sa.metadata, "runner");
+    assert_eq!(
+        annotations(&sa).get("eks.amazonaws.com/role-arn").map(String::as_str),
+        Some("arn:aws:iam::123456789012:role/x")
+    );
+    assert!(t.get::<ServiceAccount>(&p, "zenml-runner").await.is_none(), "the default runner name is not used");
+    let rb: RoleBinding = t.get(&p, "zenml-runner").await.expect("the runner RoleBinding");
+    check_child("RoleBinding", &rb.metadata, "runner");
+    assert_eq!((rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()), ("ClusterRole", "edit"));
+    assert_eq!(
+        serde_json::to_value(&rb.subjects).unwrap(),
+        json!([{"kind": "ServiceAccount", "name": "pipelines", "namespace": p}])
+    );
+
+    // One RoleBinding per workspace member role.
+    let admins: RoleBinding = t.get(&p, "zenml-workspace-admin").await.expect("the workspace admin RoleBinding");
+    check_child("RoleBinding", &admins.metadata, "workspace-member");
+    assert_eq!(admins.role_ref.name, "admin");
+    assert_eq!(
+        serde_json::to_value(&admins.subjects).unwrap(),
+        json!([{"kind": "Group", "name": "ws-admins", "apiGroup": "rbac.authorization.k8s.io"}])
+    );
+
+    // Workspace isolation: ingress from every namespace of the workspace.
+    t.wait_ready(&pw).await;
+    let npw: NetworkPolicy = t.get(&pw, "zenml-project-isolation").await.expect("the NetworkPolicy");
+    assert_eq!(
+        serde_json::to_value(npw.spec.as_ref().expect("a spec")).unwrap(),
+        json!({"podSelector": {}, "policyTypes": ["Ingress"],
+               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"zenml.io/workspace": ws}}}]}]})
+    );
+
+    // Status: namespace, generation, and the granted quota mirrored from the ResourceQuota once it is counted.
+    let project = eventually(TIMEOUT, "status.quota.hard", || async {
+        let project = t.get_project(&p).await?;
+        let hard = project.status.as_ref().and_then(|s| s.quota.as_ref()).map(|q| q.hard.clone()).unwrap_or_default();
+        if hard.len() == 4 { Ok(project) } else { Err(format!("status: {:?}", project.status)) }
     })
     .await;
+    let status = project.status.clone().expect("a status");
+    assert_eq!(status.namespace.as_deref(), Some(p.as_str()));
+    assert_eq!(status.observed_generation, project.metadata.generation);
+    let granted: BTreeMap<String, String> =
+        status.quota.expect("quota").hard.into_iter().map(|(k, v)| (k, v.0)).collect();
+    assert_eq!(granted, hard(&rq));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. The API server enforces the quota and applies the LimitRange defaults
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn quota_and_limit_range_are_enforced_by_the_api_server() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-enf-ws");
+    let p = unique("e2e-enf-p");
+    t.workspace(
+        &ws,
+        json!({"projectDefaults": {
+            "quota": {"hard": {"pods": "5", "requests.cpu": "1"}},
+            "limitRange": {"defaultRequest": {"cpu": "100m", "memory": "64Mi"}, "default": {"cpu": "200m", "memory": "128Mi"}},
+            "namespaceLabels": {"pod-security.kubernetes.io/enforce": "baseline"},
+        }}),
+    );
+    t.project(&p, &ws, json!({}));
+    t.wait_ready(&p).await;
+
+    // Admission needs the quota counted, and the namespace's default ServiceAccount.
+    let quotas: Api<ResourceQuota> = t.ns_api(&p);
+    eventually(TIMEOUT, "the quota to be counted", || async {
+        let rq = quotas.get("zenml-project").await.map_err(|e| format!("{e}"))?;
+        let counted = rq.status.as_ref().and_then(|s| s.hard.as_ref()).is_some_and(|h| h.contains_key("requests.cpu"));
+        if counted { Ok(()) } else { Err(format!("status: {:?}", rq.status)) }
+    })
+    .await;
+    let sas: Api<ServiceAccount> = t.ns_api(&p);
+    eventually(TIMEOUT, "the default ServiceAccount", || sas.get("default")).await;
+
+    // A Pod without resources gets the LimitRange defaults (and so fits the quota).
+    let pods: Api<Pod> = t.ns_api(&p);
+    let created = pods.create(&PostParams::default(), &pod("defaults", None)).await.expect("a Pod without resources");
+    let back = pods.get(&created.name_any()).await.expect("the Pod");
+    let resources = back.spec.expect("a spec").containers[0].resources.clone().expect("resources filled in");
+    assert_eq!(quantities(&resources.requests), strings(&[("cpu", "100m"), ("memory", "64Mi")]));
+    assert_eq!(quantities(&resources.limits), strings(&[("cpu", "200m"), ("memory", "128Mi")]));
+
+    // A Pod asking for more than the quota is refused.
+    let big = pod("too-big", Some(json!({"requests": {"cpu": "2"}, "limits": {"cpu": "2"}})));
+    match pods.create(&PostParams::default(), &big).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(e.message.contains("exceeded quota"), "{}", e.message);
+            assert!(e.message.contains("zenml-project"), "{}", e.message);
+        }
+        other => panic!("a Pod over the quota was not refused: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Drift
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn drift_is_restored_within_seconds_and_other_managers_fields_survive() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-drift-ws");
+    let p = unique("e2e-drift-p");
+    let ws_spec = json!({
+        "members": [{"role": "viewer", "subjects": [{"kind": "Group", "name": "viewers"}]}],
+        "projectDefaults": {
+            "quota": {"hard": {"pods": "10"}},
+            "limitRange": {"defaultRequest": {"cpu": "100m"}},
+            "namespaceLabels": {"pod-security.kubernetes.io/enforce": "baseline"},
+        },
+    });
+    t.workspace(&ws, ws_spec);
+    let spec = |cost_center: Option<&str>| {
+        let mut s = json!({"displayName": "Drift", "projectId": "drift"});
+        if let Some(c) = cost_center {
+            s["namespaceLabels"] = json!({"cost-center": c});
+        }
+        s
+    };
+    t.project(&p, &ws, spec(Some("1234")));
+    t.wait_ready(&p).await;
+
+    let nss: Api<Namespace> = Api::all(t.client.clone());
+    let label_is = |key: String, value: Option<String>| {
+        let nss = nss.clone();
+        let p = p.clone();
+        move || {
+            let (nss, p, key, value) = (nss.clone(), p.clone(), key.clone(), value.clone());
+            async move {
+                let ns = nss.get(&p).await.map_err(|e| format!("{e}"))?;
+                let l = labels(&ns);
+                if l.get(&key) == value.as_ref() { Ok(()) } else { Err(format!("labels {l:?}")) }
+            }
+        }
+    };
+
+    let mut times = Vec::new();
+    // A namespace label edited, then ones removed.
+    k(&["label", "namespace", &p, "zenml.io/workspace=someone-else", "--overwrite"]);
+    times.push(
+        restored("namespace label zenml.io/workspace edited", label_is("zenml.io/workspace".into(), Some(ws.clone())))
+            .await,
+    );
+    k(&["label", "namespace", &p, "pod-security.kubernetes.io/enforce-"]);
+    times.push(
+        restored(
+            "namespace label pod-security.kubernetes.io/enforce removed",
+            label_is("pod-security.kubernetes.io/enforce".into(), Some("baseline".into())),
+        )
+        .await,
+    );
+    k(&["label", "namespace", &p, "zenml.io/project-id-", "cost-center-"]);
+    times.push(
+        restored(
+            "namespace label zenml.io/project-id removed",
+            label_is("zenml.io/project-id".into(), Some("drift".into())),
+        )
+        .await,
+    );
+    eventually(DRIFT_TIMEOUT, "cost-center restored", label_is("cost-center".into(), Some("1234".into()))).await;
+
+    // ResourceQuota spec.hard edited.
+    let quotas: Api<ResourceQuota> = t.ns_api(&p);
+    k(&[
+        "patch",
+        "resourcequota",
+        "zenml-project",
+        "-n",
+        &p,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"99"}}}"#,
+    ]);
+    times.push(
+        restored("ResourceQuota spec.hard edited", || async {
+            let rq = quotas.get("zenml-project").await.map_err(|e| format!("{e}"))?;
+            let h = hard(&rq);
+            if h.get("pods").map(String::as_str) == Some("10") { Ok(()) } else { Err(format!("hard {h:?}")) }
+        })
+        .await,
+    );
+
+    // Deleted children come back.
+    let gone_and_back = |kind: &'static str, name: &'static str| {
+        let p = p.clone();
+        move || {
+            let p = p.clone();
+            async move {
+                let out = run(kubectl().args([
+                    "get",
+                    kind,
+                    name,
+                    "-n",
+                    &p,
+                    "-o",
+                    "jsonpath={.metadata.labels.zenml\\.io/project}",
+                ]));
+                if out.success() && out.stdout == p { Ok(()) } else { Err(format!("{}{}", out.stdout, out.stderr)) }
+            }
+        }
+    };
     for (kind, name) in [
-        ("resourcequota", "zenml-project"),
         ("limitrange", "zenml-project"),
         ("networkpolicy", "zenml-project-isolation"),
         ("serviceaccount", "zenml-runner"),
         ("rolebinding", "zenml-runner"),
+        ("rolebinding", "zenml-workspace-viewer"),
     ] {
-        assert!(!jsonpath(kind, name, Some(&p), "{.metadata.name}").is_empty(), "{kind}/{name} missing in {p}");
+        let before = k(&["get", kind, name, "-n", &p, "-o", "jsonpath={.metadata.uid}"]);
+        k(&["delete", kind, name, "-n", &p, "--wait=false"]);
+        times.push(restored(&format!("{kind} {name} deleted"), gone_and_back(kind, name)).await);
+        let after = k(&["get", kind, name, "-n", &p, "-o", "jsonpath={.metadata.uid}"]);
+        assert_ne!(before, after, "{kind} {name} was not recreated");
     }
-    run_ok(kubectl().args(["delete", "project", &p, "--wait=true", "--timeout=60s"]));
-    run_ok(kubectl().args(["delete", "workspace", &ws, "--wait=true", "--timeout=60s"]));
-    assert!(op.writes() > 0);
+
+    // RoleBinding subjects edited.
+    let bindings: Api<RoleBinding> = t.ns_api(&p);
+    k(&[
+        "patch",
+        "rolebinding",
+        "zenml-runner",
+        "-n",
+        &p,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/subjects/0/name","value":"intruder"}]"#,
+    ]);
+    times.push(
+        restored("RoleBinding zenml-runner subjects edited", || async {
+            let rb = bindings.get("zenml-runner").await.map_err(|e| format!("{e}"))?;
+            let names: Vec<String> = rb.subjects.iter().flatten().map(|s| s.name.clone()).collect();
+            if names == ["zenml-runner"] { Ok(()) } else { Err(format!("subjects {names:?}")) }
+        })
+        .await,
+    );
+    k(&[
+        "patch",
+        "rolebinding",
+        "zenml-workspace-viewer",
+        "-n",
+        &p,
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"mallory","apiGroup":"rbac.authorization.k8s.io"}}]"#,
+    ]);
+    times.push(
+        restored("RoleBinding zenml-workspace-viewer subject added", || async {
+            let rb = bindings.get("zenml-workspace-viewer").await.map_err(|e| format!("{e}"))?;
+            let names: Vec<String> = rb.subjects.iter().flatten().map(|s| s.name.clone()).collect();
+            if names == ["viewers"] { Ok(()) } else { Err(format!("subjects {names:?}")) }
+        })
+        .await,
+    );
+
+    // Another field manager's label on our namespace survives our later applies, even when ours change.
+    k(&["label", "namespace", &p, "team=foo"]);
+    t.project(&p, &ws, spec(Some("5678")));
+    eventually(TIMEOUT, "cost-center 5678", label_is("cost-center".into(), Some("5678".into()))).await;
+    let ns = t.namespace(&p).await.expect("namespace");
+    assert_eq!(labels(&ns).get("team").map(String::as_str), Some("foo"), "{:?}", labels(&ns));
+    // A label the project no longer asks for is removed; theirs still stays.
+    t.project(&p, &ws, spec(None));
+    eventually(TIMEOUT, "cost-center removed", label_is("cost-center".into(), None)).await;
+    let ns = t.namespace(&p).await.expect("namespace");
+    assert_eq!(labels(&ns).get("team").map(String::as_str), Some("foo"), "{:?}", labels(&ns));
+    t.wait_ready(&p).await;
+    eprintln!("drift restore times: {times:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. No writes while idle, nor from a freshly started operator
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A metric's value for one `kind` label, or summed over all label sets when `kind` is `None`.
+fn metric(op: &Operator, name: &str, kind: Option<&str>) -> f64 {
+    let body = op.get("/metrics").unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| kind.is_none_or(|k| l.contains(&format!("kind=\"{k}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn no_writes_while_idle_or_after_a_restart() {
+    let start = Instant::now();
+    let mut t = Test::new().await;
+    let ws = unique("e2e-idle-ws");
+    let p = unique("e2e-idle-p");
+    t.workspace(
+        &ws,
+        json!({
+            "members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "admins"}]}],
+            "projectDefaults": {"quota": {"hard": {"pods": "10", "requests.cpu": "2"}}, "limitRange": {"defaultRequest": {"cpu": "100m"}}},
+            "budget": {"hard": {"requests.cpu": "8"}},
+        }),
+    );
+    t.project(&p, &ws, json!({"projectId": "idle", "namespaceLabels": {"cost-center": "1"}}));
+    t.wait_ready(&p).await;
+    // Settled: the quota controller has counted the quota and the project mirrors it.
+    eventually(TIMEOUT, "the quota use mirrored into the status", || async {
+        let project = t.get_project(&p).await?;
+        let used = project.status.as_ref().and_then(|s| s.quota.as_ref()).map(|q| q.used.len()).unwrap_or(0);
+        if used == 2 { Ok(()) } else { Err(format!("status {:?}", project.status)) }
+    })
+    .await;
+    let before = resource_versions(&p, &ws);
+    assert!(before.len() >= 8, "too few objects: {before:?}");
+
+    // Idle with the shared operator running.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let idle = resource_versions(&p, &ws);
+    assert_eq!(before, idle, "objects changed while idle");
+
+    // A fresh operator reconciles everything on start; with everything as desired, it writes nothing. Counting every
+    // write it makes needs the cluster quiet: the other tests of this binary wait meanwhile.
+    drop(t.quiet.take());
+    let _exclusive = QUIET.write().unwrap_or_else(|e| e.into_inner());
+    let fresh_start = Instant::now();
+    // Without leader election: the shared operator holds the lease, and a standby would reconcile nothing.
+    let fresh = Operator::start(&["--leader-elect=false"]);
+    let projects = t.projects_api().list(&ListParams::default()).await.expect("projects").items.len() as f64;
+    let workspaces = t.workspaces_api().list(&ListParams::default()).await.expect("workspaces").items.len() as f64;
+    // Every Project and Workspace reconciled to the end (the duration is observed when a reconcile finishes).
+    eventually(TIMEOUT, "the fresh operator to reconcile everything", || async {
+        let p = metric(&fresh, "zenml_operator_reconcile_duration_seconds_count", Some("Project"));
+        let w = metric(&fresh, "zenml_operator_reconcile_duration_seconds_count", Some("Workspace"));
+        if p >= projects && w >= workspaces {
+            Ok(())
+        } else {
+            Err(format!("{p} of {projects} projects, {w} of {workspaces} workspaces"))
+        }
+    })
+    .await;
+    let remaining = Duration::from_secs(10).saturating_sub(fresh_start.elapsed());
+    tokio::time::sleep(remaining).await;
+    let writes = fresh.writes();
+    let after = resource_versions(&p, &ws);
+    let log = fresh.log.clone();
+    fresh.stop();
+    assert_eq!(writes, 0, "a fresh operator wrote {writes} objects; its log: {}", log.display());
+    assert_eq!(before, after, "objects changed after a restart; fresh operator log: {}", log.display());
+    eprintln!("no-writes test took {:?} before cleanup", start.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. NamespaceConflict and adoption
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_existing_namespace_is_refused_untouched_until_adopted_and_released_on_delete() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-adopt-ws");
+    let name = e2e::namespace(&t.client, "e2e-adopt").await;
+    t.namespaces.push(name.clone());
+    let cms: Api<ConfigMap> = t.ns_api(&name);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "precious"}, "data": {"k": "v"}})).unwrap();
+    let cm = cms.create(&PostParams::default(), &cm).await.expect("a ConfigMap");
+    let ns_before = k(&["get", "namespace", &name, "-o", "json"]);
+    let cm_before = k(&["get", "configmap", "precious", "-n", &name, "-o", "json"]);
+
+    t.workspace(&ws, json!({"projectDefaults": {"quota": {"hard": {"pods": "5"}}}}));
+    t.project(&name, &ws, json!({}));
+    let project = t.wait_condition(&name, "Ready", "False", Some("NamespaceConflict")).await;
+    let c = condition(&project, "NamespaceReady").expect("NamespaceReady");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "NamespaceConflict"));
+    assert!(c.message.contains("zenml.io/adopt"), "the message says how to adopt: {}", c.message);
+    let event = t.wait_event(&name, "NamespaceConflict").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(project.status.as_ref().and_then(|s| s.namespace.as_ref()).is_none(), "{:?}", project.status);
+
+    // Untouched, byte for byte, and nothing of ours inside.
+    assert_eq!(k(&["get", "namespace", &name, "-o", "json"]), ns_before, "the namespace was modified");
+    assert_eq!(k(&["get", "configmap", "precious", "-n", &name, "-o", "json"]), cm_before);
+    let ours = k(&[
+        "get",
+        "resourcequotas,limitranges,networkpolicies,serviceaccounts,rolebindings",
+        "-n",
+        &name,
+        "-l",
+        MANAGED_SELECTOR,
+        "-o",
+        "name",
+    ]);
+    assert!(ours.trim().is_empty(), "children created in a namespace that is not ours: {ours}");
+
+    // Adoption is opt-in, on the namespace.
+    k(&["annotate", "namespace", &name, &format!("zenml.io/adopt={name}")]);
+    let project = t.wait_ready(&name).await;
+    assert_eq!(project.status.as_ref().and_then(|s| s.namespace.as_deref()), Some(name.as_str()));
+    let ns = t.namespace(&name).await.expect("namespace");
+    let l = labels(&ns);
+    assert_eq!(l.get("zenml.io/project"), Some(&name), "{l:?}");
+    assert_eq!(l.get("zenml.io/workspace"), Some(&ws), "{l:?}");
+    assert_eq!(l.get(MANAGED_BY).map(String::as_str), Some("zenml-operator"), "{l:?}");
+    assert_eq!(l.get(e2e::NAMESPACE_LABEL).map(String::as_str), Some("true"), "the namespace's own labels stay: {l:?}");
+    assert!(t.get::<ResourceQuota>(&name, "zenml-project").await.is_some(), "the quota is applied");
+
+    // Deleting the project releases an adopted namespace, whatever the deletion policy.
+    k(&["delete", "project", &name, "--wait=false"]);
+    t.wait_project_gone(&name, DELETE_TIMEOUT).await;
+    let ns = t.namespace(&name).await.expect("an adopted namespace is never deleted");
+    assert!(ns.metadata.deletion_timestamp.is_none(), "the adopted namespace is being deleted");
+    let l = labels(&ns);
+    for key in ["zenml.io/project", "zenml.io/workspace", MANAGED_BY] {
+        assert!(!l.contains_key(key), "{key} left on the released namespace: {l:?}");
+    }
+    assert_eq!(annotations(&ns).get("zenml.io/former-project"), Some(&name), "{:?}", annotations(&ns));
+    let cm_after = cms.get("precious").await.expect("the ConfigMap is still there");
+    assert_eq!(cm_after.metadata.uid, cm.metadata.uid);
+    assert_eq!(cm_after.data, cm.data);
+    t.wait_event(&name, "NamespaceRetained").await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 6. Budget
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_budget_is_granted_oldest_project_first() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-budget-ws");
+    let ps = [unique("e2e-budget-a"), unique("e2e-budget-b"), unique("e2e-budget-c")];
+    let ws_spec = |cpu: &str| json!({"budget": {"hard": {"requests.cpu": cpu}}, "projectDefaults": {"quota": {"hard": {"pods": "10"}}}});
+    t.workspace(&ws, ws_spec("4"));
+    for (i, p) in ps.iter().enumerate() {
+        if i > 0 {
+            // creationTimestamps have a resolution of one second; the operator orders by them, then by name.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        t.project(p, &ws, json!({"quota": {"hard": {"requests.cpu": "2"}}}));
+    }
+    let cpu = |rq: &ResourceQuota| hard(rq).get("requests.cpu").cloned().unwrap_or_default();
+    for p in &ps[..2] {
+        t.wait_ready(p).await;
+        let rq: ResourceQuota = t.get(p, "zenml-project").await.expect("quota");
+        assert_eq!(cpu(&rq), "2", "{p}");
+    }
+    let third = t.wait_condition(&ps[2], "QuotaReady", "False", Some("BudgetExceeded")).await;
+    let ready = condition(&third, "Ready").expect("Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BudgetExceeded"));
+    let quotas: Api<ResourceQuota> = t.ns_api(&ps[2]);
+    let rq = eventually(TIMEOUT, "the third project's zero quota", || quotas.get("zenml-project")).await;
+    assert_eq!(cpu(&rq), "0", "a new project that does not fit gets nothing: {:?}", hard(&rq));
+    assert_eq!(hard(&rq).get("pods").map(String::as_str), Some("10"), "what is not budgeted is granted as asked");
+    let wss = t.workspaces_api();
+    eventually(TIMEOUT, "workspace budget allocated 4", || async {
+        let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
+        let allocated =
+            w.status.as_ref().and_then(|s| s.budget.as_ref()).map(|b| b.allocated.clone()).unwrap_or_default();
+        if allocated.get("requests.cpu").map(|q| q.0.as_str()) == Some("4") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", w.status))
+        }
+    })
+    .await;
+
+    // More budget: the third project gets what it asks for, by itself.
+    t.workspace(&ws, ws_spec("6"));
+    t.wait_ready(&ps[2]).await;
+    let rq = eventually(Duration::from_secs(5), "the third project's quota raised to 2", || async {
+        let rq = quotas.get("zenml-project").await.map_err(|e| format!("{e}"))?;
+        if cpu(&rq) == "2" { Ok(rq) } else { Err(format!("{:?}", hard(&rq))) }
+    })
+    .await;
+    assert_eq!(cpu(&rq), "2");
+    eventually(TIMEOUT, "workspace budget allocated 6", || async {
+        let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
+        let allocated =
+            w.status.as_ref().and_then(|s| s.budget.as_ref()).map(|b| b.allocated.clone()).unwrap_or_default();
+        if allocated.get("requests.cpu").map(|q| q.0.as_str()) == Some("6") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", w.status))
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 7. maxProjects, 8. DuplicateProjectId, 9. WorkspaceNotFound
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn max_projects_refuses_the_newer_project() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-max-ws");
+    let (p1, p2) = (unique("e2e-max-a"), unique("e2e-max-b"));
+    t.workspace(&ws, json!({"maxProjects": 1}));
+    t.project(&p1, &ws, json!({}));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    t.project(&p2, &ws, json!({}));
+    t.wait_ready(&p1).await;
+    let refused = t.wait_condition(&p2, "Ready", "False", Some("MaxProjectsExceeded")).await;
+    assert!(condition(&refused, "Ready").unwrap().message.contains("maxProjects"), "{}", conditions_of(&refused));
+    assert!(t.namespace(&p2).await.is_none(), "a refused project got a namespace");
+    t.wait_event(&p2, "MaxProjectsExceeded").await;
+
+    // Once the older project is gone, the newer one fits.
+    k(&["delete", "project", &p1, "--wait=false"]);
+    t.wait_project_gone(&p1, DELETE_TIMEOUT).await;
+    t.wait_ready(&p2).await;
+    assert!(t.namespace(&p2).await.is_some());
+}
+
+#[tokio::test]
+async fn a_duplicate_project_id_refuses_the_newer_project() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-dup-ws");
+    let (p1, p2) = (unique("e2e-dup-a"), unique("e2e-dup-b"));
+    t.workspace(&ws, json!({}));
+    t.project(&p1, &ws, json!({"projectId": "same_ID"}));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    t.project(&p2, &ws, json!({"projectId": "same_ID"}));
+    t.wait_ready(&p1).await;
+    let refused = t.wait_condition(&p2, "Ready", "False", Some("DuplicateProjectId")).await;
+    assert!(
+        condition(&refused, "Ready").unwrap().message.contains(&p1),
+        "names the owner: {}",
+        conditions_of(&refused)
+    );
+    assert!(t.namespace(&p2).await.is_none(), "a refused project got a namespace");
+    let ns = t.namespace(&p1).await.expect("namespace of the older project");
+    assert_eq!(labels(&ns).get("zenml.io/project-id").map(String::as_str), Some("same_ID"));
+}
+
+#[tokio::test]
+async fn a_project_waits_for_its_workspace() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-later-ws");
+    let p = unique("e2e-later-p");
+    t.project(&p, &ws, json!({}));
+    let waiting = t.wait_condition(&p, "Ready", "False", Some("WorkspaceNotFound")).await;
+    assert!(condition(&waiting, "Ready").unwrap().message.contains(&ws), "{}", conditions_of(&waiting));
+    assert!(t.namespace(&p).await.is_none());
+    t.workspace(&ws, json!({}));
+    t.wait_ready(&p).await;
+    assert!(t.namespace(&p).await.is_some());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 10. Workspace changes propagate
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Waits until the project's ResourceQuota holds exactly `want`.
+async fn quota_is(client: &Client, p: &str, want: BTreeMap<String, String>) {
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), p);
+    eventually(TIMEOUT, &format!("quota {want:?} in {p}"), || async {
+        let h = hard(&quotas.get("zenml-project").await.map_err(|e| format!("{e}"))?);
+        if h == want { Ok(()) } else { Err(format!("{h:?}")) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn workspace_changes_reach_every_project() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-prop-ws");
+    let (pa, pb) = (unique("e2e-prop-a"), unique("e2e-prop-b"));
+    let ws_spec = |cpu: &str, viewers: bool| {
+        let mut s = json!({"projectDefaults": {"quota": {"hard": {"requests.cpu": cpu, "pods": "10"}}}});
+        if viewers {
+            s["members"] = json!([{"role": "viewer", "subjects": [{"kind": "Group", "name": "auditors"}]}]);
+        }
+        s
+    };
+    t.workspace(&ws, ws_spec("2", false));
+    t.project(&pa, &ws, json!({}));
+    t.project(&pb, &ws, json!({"quota": {"hard": {"pods": "5"}}}));
+    t.wait_ready(&pa).await;
+    t.wait_ready(&pb).await;
+
+    quota_is(&t.client, &pa, strings(&[("requests.cpu", "2"), ("pods", "10")])).await;
+    quota_is(&t.client, &pb, strings(&[("requests.cpu", "2"), ("pods", "5")])).await;
+
+    // The default quota changes: every project follows, overrides stay.
+    t.workspace(&ws, ws_spec("3", false));
+    quota_is(&t.client, &pa, strings(&[("requests.cpu", "3"), ("pods", "10")])).await;
+    quota_is(&t.client, &pb, strings(&[("requests.cpu", "3"), ("pods", "5")])).await;
+
+    // A member is added: a RoleBinding in every project; removed: gone everywhere.
+    t.workspace(&ws, ws_spec("3", true));
+    for p in [&pa, &pb] {
+        let bindings: Api<RoleBinding> = t.ns_api(p);
+        let rb =
+            eventually(TIMEOUT, &format!("zenml-workspace-viewer in {p}"), || bindings.get("zenml-workspace-viewer"))
+                .await;
+        assert_eq!(rb.role_ref.name, "view");
+        assert_eq!(
+            serde_json::to_value(&rb.subjects).unwrap(),
+            json!([{"kind": "Group", "name": "auditors", "apiGroup": "rbac.authorization.k8s.io"}])
+        );
+    }
+    t.workspace(&ws, ws_spec("3", false));
+    for p in [&pa, &pb] {
+        let bindings: Api<RoleBinding> = t.ns_api(p);
+        eventually(TIMEOUT, &format!("zenml-workspace-viewer in {p} deleted"), || async {
+            match bindings.get_opt("zenml-workspace-viewer").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+
+    // A project turns isolation off: its NetworkPolicy goes, the other project's stays.
+    t.project(&pb, &ws, json!({"quota": {"hard": {"pods": "5"}}, "networkIsolation": "None"}));
+    let policies: Api<NetworkPolicy> = t.ns_api(&pb);
+    eventually(TIMEOUT, "the NetworkPolicy deleted", || async {
+        match policies.get_opt("zenml-project-isolation").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let project = t.wait_ready(&pb).await;
+    assert_eq!(condition(&project, "NetworkReady").unwrap().reason, "NotIsolated");
+    assert!(t.get::<NetworkPolicy>(&pa, "zenml-project-isolation").await.is_some());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 11. Deletion
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-del-ws");
+    let (pd, pr) = (unique("e2e-del-d"), unique("e2e-del-r"));
+    t.workspace(
+        &ws,
+        json!({
+            "members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "admins"}]}],
+            "projectDefaults": {"quota": {"hard": {"pods": "10"}}, "limitRange": {"defaultRequest": {"cpu": "100m"}}},
+        }),
+    );
+    t.project(&pd, &ws, json!({}));
+    t.project(&pr, &ws, json!({"deletionPolicy": "Retain"}));
+    t.namespaces.push(pr.clone());
+    t.wait_ready(&pd).await;
+    t.wait_ready(&pr).await;
+    let cms: Api<ConfigMap> = t.ns_api(&pr);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "results"}, "data": {"k": "v"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.expect("a ConfigMap");
+
+    // Delete: the namespace goes, then the Project.
+    let start = Instant::now();
+    k(&["delete", "project", &pd, "--wait=false"]);
+    t.wait_namespace_gone(&pd, DELETE_TIMEOUT).await;
+    let ns_gone = start.elapsed();
+    t.wait_project_gone(&pd, DELETE_TIMEOUT).await;
+    eprintln!("Delete: namespace gone after {ns_gone:?}, Project gone after {:?}", start.elapsed());
+
+    // A workspace with a project left is kept, and says why.
+    k(&["delete", "workspace", &ws, "--wait=false"]);
+    let wss = t.workspaces_api();
+    let w = eventually(TIMEOUT, "workspace Ready=False ProjectsRemain", || async {
+        let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
+        let ready = w.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        match ready {
+            Some(c) if c.status == "False" && c.reason == "ProjectsRemain" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(w.message.contains('1') && w.message.contains(&pr), "names the count and the project: {}", w.message);
+
+    // Retain: the Project goes, the namespace and everything in it stay, released.
+    let rq_before: ResourceQuota = t.get(&pr, "zenml-project").await.expect("quota");
+    k(&["delete", "project", &pr, "--wait=false"]);
+    t.wait_project_gone(&pr, DELETE_TIMEOUT).await;
+    let ns = t.namespace(&pr).await.expect("a retained namespace stays");
+    assert!(ns.metadata.deletion_timestamp.is_none());
+    let l = labels(&ns);
+    assert!(!l.contains_key("zenml.io/project") && !l.contains_key(MANAGED_BY), "still managed: {l:?}");
+    assert_eq!(annotations(&ns).get("zenml.io/former-project"), Some(&pr));
+    assert!(cms.get_opt("results").await.unwrap().is_some(), "the ConfigMap was deleted");
+    let rq: ResourceQuota = t.get(&pr, "zenml-project").await.expect("the quota stays");
+    assert_eq!(rq.metadata.uid, rq_before.metadata.uid);
+    // Nothing left for the garbage collector to take: no ownerReferences on what stays.
+    let remaining: Value = serde_json::from_str(&k(&[
+        "get",
+        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
+        "-n",
+        &pr,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let mut names = BTreeSet::new();
+    for item in remaining["items"].as_array().unwrap() {
+        let name = format!("{}/{}", item["kind"].as_str().unwrap(), item["metadata"]["name"].as_str().unwrap());
+        assert!(item["metadata"]["ownerReferences"].is_null(), "{name} still has owners: {}", item["metadata"]);
+        names.insert(name);
+    }
+    for expected in [
+        "ResourceQuota/zenml-project",
+        "LimitRange/zenml-project",
+        "ServiceAccount/zenml-runner",
+        "RoleBinding/zenml-workspace-admin",
+    ] {
+        assert!(names.contains(expected), "{expected} was not kept: {names:?}");
+    }
+
+    // With its last project gone, the workspace goes.
+    eventually(TIMEOUT, "the workspace to be gone", || async {
+        match wss.get_opt(&ws).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|w| w.map(|w| w.status)))),
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 12. A project namespace deleted by hand is recreated
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_deleted_project_namespace_is_recreated() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-lost-ws");
+    let p = unique("e2e-lost-p");
+    t.workspace(&ws, json!({"projectDefaults": {"quota": {"hard": {"pods": "10"}}}}));
+    t.project(&p, &ws, json!({}));
+    t.wait_ready(&p).await;
+    let old = t.namespace(&p).await.expect("namespace").metadata.uid;
+
+    let start = Instant::now();
+    k(&["delete", "namespace", &p, "--wait=false"]);
+    let nss: Api<Namespace> = Api::all(t.client.clone());
+    eventually(DELETE_TIMEOUT, "the namespace recreated with our labels", || async {
+        let ns = nss.get_opt(&p).await.map_err(|e| format!("{e}"))?.ok_or("no namespace")?;
+        if ns.metadata.uid == old {
+            return Err("the old namespace is still there".to_owned());
+        }
+        let l = labels(&ns);
+        if l.get("zenml.io/project") == Some(&p) && ns.metadata.deletion_timestamp.is_none() {
+            Ok(())
+        } else {
+            Err(format!("{l:?}"))
+        }
+    })
+    .await;
+    eprintln!("namespace recreated {:?} after it was deleted", start.elapsed());
+    let quotas: Api<ResourceQuota> = t.ns_api(&p);
+    eventually(TIMEOUT, "the quota recreated", || quotas.get("zenml-project")).await;
+    let sas: Api<ServiceAccount> = t.ns_api(&p);
+    eventually(TIMEOUT, "the runner recreated", || sas.get("zenml-runner")).await;
+    t.wait_ready(&p).await;
+    let event = t.wait_event(&p, "NamespaceRecreated").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 13. Events
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn provisioning_is_told_in_events() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-ev-ws");
+    let p = unique("e2e-ev-p");
+    t.workspace(
+        &ws,
+        json!({
+            "members": [{"role": "viewer", "subjects": [{"kind": "Group", "name": "viewers"}]}],
+            "projectDefaults": {"quota": {"hard": {"pods": "10"}}, "limitRange": {"defaultRequest": {"cpu": "100m"}}},
+        }),
+    );
+    t.project(&p, &ws, json!({}));
+    t.wait_ready(&p).await;
+    t.wait_event(&p, "Ready").await;
+    // An Event for every change: each child created is named in a `Created` Event regarding the Project.
+    let children = [
+        format!("Namespace {p}"),
+        format!("ResourceQuota {p}/zenml-project"),
+        format!("LimitRange {p}/zenml-project"),
+        format!("NetworkPolicy {p}/zenml-project-isolation"),
+        format!("ServiceAccount {p}/zenml-runner"),
+        format!("RoleBinding {p}/zenml-runner"),
+        format!("RoleBinding {p}/zenml-workspace-viewer"),
+    ];
+    let events = eventually(TIMEOUT, "a Created event for every child", || async {
+        let events = t.events(&p).await;
+        let notes: Vec<&str> = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Created") && e.type_.as_deref() == Some("Normal"))
+            .filter_map(|e| e.note.as_deref())
+            .collect();
+        let missing: Vec<&String> = children.iter().filter(|c| !notes.iter().any(|n| n.contains(c.as_str()))).collect();
+        if missing.is_empty() {
+            Ok(events)
+        } else {
+            Err(format!("no Created event for {missing:?}; {}", summary(&events)))
+        }
+    })
+    .await;
+    assert!(events.iter().all(|e| e.reporting_controller.as_deref() == Some("zenml-operator")), "{}", summary(&events));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 14. kpt live apply / destroy of the examples
+// ---------------------------------------------------------------------------------------------------------------
+
+const KPT: &str = "/usr/lib/google-cloud-sdk/bin/kpt";
+
+fn kpt() -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::var_os("KPT").unwrap_or_else(|| KPT.into()));
+    cmd.env("KUBECONFIG", e2e::kubeconfig().expect("a kubeconfig"));
+    cmd
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn kpt_applies_and_destroys_the_examples() {
+    let mut t = Test::new().await;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // The only test with fixed names: the examples' own. They must not be on the cluster already.
+    let present = run(kubectl().args([
+        "get",
+        "workspace/ml-platform",
+        "project/fraud-detection",
+        "project/recommender",
+        "--ignore-not-found",
+        "-o",
+        "name",
+    ]));
+    assert!(
+        present.success() && present.stdout.trim().is_empty(),
+        "the examples are already applied on this cluster ({}), by something else than this test; remove them \
+         (kubectl delete -k examples/) to run it",
+        present.stdout.trim()
+    );
+
+    let dir: PathBuf = std::env::temp_dir().join(unique("e2e-kpt"));
+    copy_dir(&examples, &dir);
+    // kpt reads every manifest in the package; the kustomization is for `kubectl apply -k`, not a resource.
+    std::fs::remove_file(dir.join("kustomization.yaml")).expect("examples/kustomization.yaml");
+    run_ok(kpt().args(["pkg", "init"]).arg(&dir));
+    run_ok(kpt().args(["live", "init", "--namespace", "default"]).arg(&dir));
+
+    t.projects = vec!["fraud-detection".into(), "recommender".into()];
+    t.workspaces = vec!["ml-platform".into()];
+    // fraud-detection is Retain: its namespace stays after destroy, and would conflict with the next run.
+    t.namespaces = vec!["fraud-detection".into()];
+    t.wait_for_namespaces = true;
+    let destroy_dir = dir.clone();
+    t.before_cleanup = Some(Box::new(move || {
+        let out = run(kpt().args(["live", "destroy"]).arg(&destroy_dir));
+        if !out.success() {
+            eprintln!("kpt live destroy: {}{}", out.stdout, out.stderr);
+        }
+        let _ = run(kubectl().args(["delete", "clusterrole", "zenml-pipeline-runner", "--ignore-not-found"]));
+        let _ = std::fs::remove_dir_all(&destroy_dir);
+    }));
+
+    let start = Instant::now();
+    let out = run(kpt().args(["live", "apply", "--reconcile-timeout=2m"]).arg(&dir));
+    assert!(out.success(), "kpt live apply failed:\n{}{}", out.stdout, out.stderr);
+    eprintln!("kpt live apply took {:?}", start.elapsed());
+    let applied: Vec<&str> = out.stdout.lines().filter(|l| l.ends_with(" apply successful")).collect();
+    let reconciled: Vec<&str> = out.stdout.lines().filter(|l| l.ends_with(" reconcile successful")).collect();
+    assert!(applied.len() >= 9, "{}", out.stdout);
+    assert_eq!(applied.len(), reconciled.len(), "not every object became Current:\n{}", out.stdout);
+    let result = out.stdout.lines().find(|l| l.starts_with("reconcile result:")).expect("a reconcile result");
+    assert!(result.contains(" 0 failed, 0 timed out"), "{result}");
+
+    let status = run_ok(kpt().args(["live", "status"]).arg(&dir));
+    let lines: Vec<&str> = status.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), applied.len(), "{status}");
+    assert!(lines.iter().all(|l| l.contains(" is Current")), "{status}");
+    for p in ["fraud-detection", "recommender"] {
+        t.wait_ready(p).await;
+    }
+
+    let start = Instant::now();
+    let out = run(kpt().args(["live", "destroy"]).arg(&dir));
+    assert!(out.success(), "kpt live destroy failed:\n{}{}", out.stdout, out.stderr);
+    eprintln!("kpt live destroy took {:?}", start.elapsed());
+    let result = out.stdout.lines().find(|l| l.starts_with("reconcile result:")).expect("a reconcile result");
+    assert!(result.contains(" 0 failed, 0 timed out"), "{}", out.stdout);
+    for kind_name in ["workspace/ml-platform", "project/fraud-detection", "project/recommender"] {
+        let out = run_ok(kubectl().args(["get", kind_name, "--ignore-not-found", "-o", "name"]));
+        assert!(out.trim().is_empty(), "{kind_name} still there after kpt live destroy");
+    }
+    // Delete for recommender, Retain for fraud-detection.
+    assert!(t.namespace("recommender").await.is_none(), "recommender's namespace outlived its Project");
+    let ns = t.namespace("fraud-detection").await.expect("fraud-detection is Retain");
+    assert_eq!(annotations(&ns).get("zenml.io/former-project").map(String::as_str), Some("fraud-detection"));
 }

@@ -160,7 +160,7 @@ proptest! {
             .into_iter()
             .enumerate()
             .map(|(i, (role, subjects, expired))| {
-                let expires_at = expired.then(|| Time(Timestamp::UNIX_EPOCH));
+                let expires_at = expired.then_some(Time(Timestamp::UNIX_EPOCH));
                 ProjectRoleBinding::new(&format!("b{i}"), ProjectRoleBindingSpec { project: name.clone(), role, subjects, expires_at })
             })
             .collect();
