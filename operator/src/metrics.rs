@@ -15,6 +15,11 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabel {
     pub kind: String,
     pub reason: String,
@@ -28,6 +33,9 @@ pub struct Metrics {
     pub writes: Family<KindLabel, Counter>,
     /// 1 while this replica holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// Every request to the API server, by HTTP method: the proof that an outage makes the operator back off, not
+    /// spin (the API server's own metrics cannot tell clients apart).
+    pub api_requests: Family<MethodLabel, Counter>,
     pub registry: Registry,
 }
 
@@ -46,7 +54,9 @@ impl Default for Metrics {
         registry.register("writes", "Objects created, updated or deleted, by kind", writes.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica is the leader", leader.clone());
-        Self { reconciles, failures, duration, writes, leader, registry }
+        let api_requests = Family::<MethodLabel, Counter>::default();
+        registry.register("api_requests", "Requests sent to the API server, by method", api_requests.clone());
+        Self { reconciles, failures, duration, writes, leader, api_requests, registry }
     }
 }
 

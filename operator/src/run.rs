@@ -124,10 +124,22 @@ where
     (reader, handles, watch)
 }
 
+/// A client for `KUBECONFIG` or the in-cluster service account that counts every request it sends.
+async fn counting_client(metrics: &Arc<Metrics>) -> Result<Client> {
+    let config = kube::Config::infer().await.map_err(|e| Error::Config(e.to_string()))?;
+    let requests = metrics.api_requests.clone();
+    let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        requests.get_or_create(&crate::metrics::MethodLabel { method: req.method().to_string() }).inc();
+        req
+    });
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| Error::Connect(Box::new(e)))?;
+    Ok(builder.with_layer(&count).build())
+}
+
 pub async fn run(cfg: RunConfig) -> Result<()> {
-    let client = Client::try_default().await.map_err(|e| Error::Connect(Box::new(e)))?;
-    check_crds(&client).await?;
     let metrics = Arc::new(Metrics::default());
+    let client = counting_client(&metrics).await?;
+    check_crds(&client).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal().shared();
