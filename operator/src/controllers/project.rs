@@ -303,13 +303,17 @@ async fn write_status(
     let mut all = parts;
     all.push(ready_cond.clone());
     let provisioned = children.is_some();
-    let quota = ctx
-        .stores
-        .quotas
-        .get(&ObjectRef::new(build::QUOTA_NAME).within(&name))
-        .filter(|_| provisioned)
-        .and_then(|q| q.status.clone())
-        .map(|s| ProjectQuotaStatus { hard: s.hard.unwrap_or_default(), used: s.used.unwrap_or_default() });
+    // `hard` is what we granted (known now, so Ready is reported with it in one write); `used` comes from the
+    // ResourceQuota's status once the quota controller has counted.
+    let quota = children.and_then(|c| c.quota.as_ref()).map(|q| {
+        let used = ctx
+            .stores
+            .quotas
+            .get(&ObjectRef::new(build::QUOTA_NAME).within(&name))
+            .and_then(|q| q.status.clone()?.used)
+            .unwrap_or_default();
+        ProjectQuotaStatus { hard: q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default(), used }
+    });
     let members: BTreeMap<String, i32> = match children {
         Some(c) => c.members.clone(),
         None => previous.members.clone(),
@@ -327,7 +331,7 @@ async fn write_status(
             .then(|| name.clone())
             .or_else(|| previous.namespace.clone().filter(|_| provisioned)),
         members,
-        quota: quota.or_else(|| previous.quota.clone().filter(|_| provisioned)),
+        quota: if provisioned { quota } else { previous.quota.clone() },
     };
     if status == previous {
         return Ok(());
