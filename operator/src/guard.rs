@@ -75,15 +75,17 @@ fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
     k
 }
 
-/// Reports each invalid object once per resourceVersion: a Warning Event and an `InvalidSpec` condition.
+/// Reports each invalid object once per generation: a Warning Event and an `InvalidSpec` condition. Not per
+/// resourceVersion: the condition we write makes a new one, which would report again, forever.
 pub async fn report(client: Client, recorder: Recorder, mut invalid: mpsc::UnboundedReceiver<Invalid>) {
     let mut reported: HashMap<String, Option<String>> = HashMap::new();
     while let Some(bad) = invalid.next().await {
         let uid = bad.metadata.uid.clone().unwrap_or_default();
-        if reported.get(&uid) == Some(&bad.metadata.resource_version) {
+        let generation = bad.metadata.generation.map(|g| g.to_string());
+        if reported.get(&uid) == Some(&generation) {
             continue;
         }
-        reported.insert(uid, bad.metadata.resource_version.clone());
+        reported.insert(uid, generation);
         let name = bad.metadata.name.clone().unwrap_or_default();
         let message = format!(
             "the stored object does not fit the {} schema the operator knows, so it is ignored until fixed: {}",

@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
-use futures::{FutureExt, Stream, StreamExt};
+use std::future::Future;
+
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ListParams;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -103,25 +105,52 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// One watch of our own kind `K` feeding a cache and `N` trigger streams, so controllers share it instead of each
-/// watching again. Objects that do not decode are reported and left out (see `guard`).
-fn shared_watch<K, const N: usize>(
-    client: &Client,
+/// A watch feeding a cache and `N` trigger streams, so controllers share it instead of each watching again.
+///
+/// Not kube's shared store: its subscribers are told of applied objects only, never of deleted ones, and a deleted
+/// binding must wake its project (or a removed admin would keep its delegation). Every touched object, deleted ones
+/// included, goes to every consumer; the channels are bounded, so a slow consumer slows the watch instead of
+/// growing a queue.
+fn fan_out<K, S, const N: usize>(
+    events: S,
     buffer: usize,
+) -> (Store<K>, [mpsc::Receiver<Arc<K>>; N], impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..N).map(|_| mpsc::channel(buffer)).unzip();
+    let receivers: [mpsc::Receiver<Arc<K>>; N] = receivers.try_into().unwrap_or_else(|_| unreachable!("N receivers"));
+    let watch = events.default_backoff().modify(strip).reflect(writer).touched_objects().fold(
+        senders,
+        |mut senders, touched| async move {
+            match touched {
+                Ok(obj) => {
+                    let obj = Arc::new(obj);
+                    for s in &mut senders {
+                        // A closed receiver means its controller has stopped: we are shutting down.
+                        let _ = s.send(obj.clone()).await;
+                    }
+                }
+                Err(e) => tracing::warn!(kind = %K::kind(&()), "watch: {e}"),
+            }
+            senders
+        },
+    );
+    (reader, receivers, watch.map(|_| ()))
+}
+
+/// A watch of one of our own kinds, whose objects that do not decode are reported and left out (see `guard`).
+fn guarded_watch<K>(
+    client: &Client,
     invalid: &mpsc::UnboundedSender<guard::Invalid>,
-) -> (Store<K>, [ReflectHandle<K>; N], impl std::future::Future<Output = ()> + Send + 'static)
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Default + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store_shared(buffer);
-    let handles = std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
     let events = watcher(Api::<DeserializeGuard<K>>::all(client.clone()), watcher::Config::default().any_semantic());
-    let watch = guard::decodable(events, invalid.clone())
-        .default_backoff()
-        .modify(strip)
-        .reflect_shared(writer)
-        .for_each(|_| futures::future::ready(()));
-    (reader, handles, watch)
+    guard::decodable(events, invalid.clone())
 }
 
 /// A client for `KUBECONFIG` or the in-cluster service account that counts every request it sends.
@@ -163,19 +192,13 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // Watches that feed more than one controller are shared.
     let (invalid_tx, invalid_rx) = mpsc::unbounded();
     let (projects, [projects_for_projects, projects_for_workspaces, projects_for_bindings], project_watch) =
-        shared_watch::<Project, 3>(&client, 1024, &invalid_tx);
+        fan_out(guarded_watch::<Project>(&client, &invalid_tx), 1024);
     let (workspaces, [workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
-        shared_watch::<Workspace, 3>(&client, 256, &invalid_tx);
+        fan_out(guarded_watch::<Workspace>(&client, &invalid_tx), 256);
     let (bindings, [bindings_for_bindings, bindings_for_projects], binding_watch) =
-        shared_watch::<ProjectRoleBinding, 2>(&client, 1024, &invalid_tx);
-    let (role_bindings, rb_writer) = reflector::store_shared::<RoleBinding>(1024);
-    let [rbs_for_projects, rbs_for_bindings] =
-        std::array::from_fn(|_| rb_writer.subscribe().expect("a shared store has subscribers"));
-    let rb_watch = watcher(Api::<RoleBinding>::all(client.clone()), ours())
-        .default_backoff()
-        .modify(strip)
-        .reflect_shared(rb_writer)
-        .for_each(|_| futures::future::ready(()));
+        fan_out(guarded_watch::<ProjectRoleBinding>(&client, &invalid_tx), 1024);
+    let (role_bindings, [rbs_for_projects, rbs_for_bindings], rb_watch) =
+        fan_out(watcher(Api::<RoleBinding>::all(client.clone()), ours()), 1024);
 
     // Namespaces as metadata only: every namespace, so a conflicting or newly adoptable one is seen at once.
     let (namespaces, ns_writer) = reflector::store();
@@ -322,10 +345,12 @@ fn refs<K: Resource<DynamicType = ()>>(objs: impl Iterator<Item = Arc<K>>) -> Ve
 }
 
 /// Only new generations of workspaces: their spec matters to projects and bindings, their status does not.
-fn spec_changes(stream: ReflectHandle<Workspace>) -> impl Stream<Item = Arc<Workspace>> + Send + 'static {
+fn spec_changes(stream: mpsc::Receiver<Arc<Workspace>>) -> impl Stream<Item = Arc<Workspace>> + Send + 'static {
+    // By uid: a workspace deleted and created again under its name starts at generation 1 again.
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     stream.filter(move |ws| {
-        let changed = generations.insert(ws.name_any(), ws.meta().generation) != Some(ws.meta().generation);
+        let uid = ws.meta().uid.clone().unwrap_or_default();
+        let changed = generations.insert(uid, ws.meta().generation) != Some(ws.meta().generation);
         futures::future::ready(changed)
     })
 }

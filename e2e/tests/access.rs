@@ -1,0 +1,911 @@
+//! Access control the way users feel it: every right is checked by impersonation (`kubectl --as=... --as-group=...`,
+//! `kubectl auth can-i ... --as=...`) and real create, get, update and delete calls as that user.
+//!
+//! Every test makes its own Workspaces, Projects, ProjectRoleBindings, users and groups under [`unique`] names
+//! through a [`Test`], which deletes what it made when the test ends, pass or fail: bindings, then Projects (until
+//! they are gone), then Workspaces, then the ClusterRoleBindings that gave its users the base right
+//! (`zenml-self-service`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::{Output, client, eventually, kubectl, operator, run, run_stdin, unique};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use zenml_operator::api::{Project, ProjectRoleBinding};
+
+/// How long the operator may take for anything that needs no namespace deletion.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an RBAC change may take to reach the authorizer once the object is written.
+const RBAC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The promise for revocation: a deleted, expired or no longer allowed grant is gone within 5 seconds.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Namespace deletion runs through the namespace controller, which deletes everything in it first.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+
+const API_VERSION: &str = "zenml.io/v1alpha1";
+const PROJECTS: &str = "projects.zenml.io";
+const WORKSPACES: &str = "workspaces.zenml.io";
+const BINDINGS: &str = "projectrolebindings.zenml.io";
+const BINDING_POLICY: &str = "zenml-binding-delegation";
+const PROJECT_POLICY: &str = "zenml-project-delegation";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One test's view of the cluster, and everything it must delete when it ends.
+struct Test {
+    client: Client,
+    bindings: Vec<String>,
+    projects: Vec<String>,
+    workspaces: Vec<String>,
+    cluster_role_bindings: Vec<String>,
+}
+
+impl Test {
+    async fn new() -> Test {
+        operator::shared();
+        Test {
+            client: client().await,
+            bindings: Vec::new(),
+            projects: Vec::new(),
+            workspaces: Vec::new(),
+            cluster_role_bindings: Vec::new(),
+        }
+    }
+
+    /// Remembers an object for cleanup (before anyone tries to create it).
+    fn track(&mut self, kind: &str, name: &str) {
+        let list = match kind {
+            "Project" => &mut self.projects,
+            "Workspace" => &mut self.workspaces,
+            "ProjectRoleBinding" => &mut self.bindings,
+            other => panic!("not tracked: {other}"),
+        };
+        if !list.iter().any(|n| n == name) {
+            list.push(name.to_owned());
+        }
+    }
+
+    /// Tracks `obj` and returns it, for a user to create.
+    fn tracked(&mut self, obj: Value) -> Value {
+        self.track(obj["kind"].as_str().expect("a kind"), obj["metadata"]["name"].as_str().expect("a name"));
+        obj
+    }
+
+    /// Server-side applies `obj` as the kubeconfig's user (a cluster admin), remembering it for cleanup.
+    fn apply(&mut self, obj: Value) {
+        let obj = self.tracked(obj);
+        let text = serde_json::to_string_pretty(&obj).expect("json");
+        let out = run_stdin(
+            kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
+            &text,
+        );
+        assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
+    }
+
+    fn workspace(&mut self, name: &str, spec: Value) {
+        self.apply(workspace(name, spec));
+    }
+
+    fn project(&mut self, name: &str, workspace: &str) {
+        self.apply(project(name, workspace));
+    }
+
+    /// A ProjectRoleBinding made by a cluster admin.
+    fn binding(&mut self, name: &str, project: &str, role: &str, subjects: Value) {
+        self.apply(binding(name, project, role, subjects));
+    }
+
+    /// Grants `zenml-self-service` (the base right to create Projects and ProjectRoleBindings at all) to a new
+    /// group, and returns the group.
+    fn self_service(&mut self) -> String {
+        let group = unique("e2e-acc-selfservice");
+        let crb = group.clone();
+        self.cluster_role_bindings.push(crb.clone());
+        let out = run(kubectl().args([
+            "create",
+            "clusterrolebinding",
+            &crb,
+            "--clusterrole=zenml-self-service",
+            &format!("--group={group}"),
+        ]));
+        assert!(out.success(), "create clusterrolebinding {crb}: {}", out.stderr);
+        group
+    }
+
+    fn bindings_api(&self) -> Api<ProjectRoleBinding> {
+        Api::all(self.client.clone())
+    }
+
+    async fn wait_project_ready(&self, name: &str) -> Project {
+        let api: Api<Project> = Api::all(self.client.clone());
+        eventually(TIMEOUT, &format!("project {name} Ready"), || async {
+            let p = api.get(name).await.map_err(|e| e.to_string())?;
+            let conds = p.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            let ready = conds
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == p.metadata.generation);
+            if ready { Ok(p) } else { Err(describe(&conds)) }
+        })
+        .await
+    }
+
+    /// Waits until the binding's Ready condition has `status` and `reason` for its current generation.
+    async fn wait_binding(&self, name: &str, status: &str, reason: &str) -> ProjectRoleBinding {
+        let api = self.bindings_api();
+        eventually(TIMEOUT, &format!("binding {name}: Ready={status} reason {reason}"), || async {
+            let b = api.get(name).await.map_err(|e| e.to_string())?;
+            let conds = b.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            let current = conds.iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == status
+                    && c.reason == reason
+                    && c.observed_generation == b.metadata.generation
+            });
+            if current { Ok(b) } else { Err(describe(&conds)) }
+        })
+        .await
+    }
+
+    /// Waits until the binding is in force, and checks its RoleBinding grants `cluster_role` in the project.
+    async fn wait_bound(&self, name: &str, cluster_role: &str) -> RoleBinding {
+        let b = self.wait_binding(name, "True", "Bound").await;
+        let rb_name = format!("zenml-prb-{name}");
+        assert_eq!(b.status.as_ref().and_then(|s| s.role_binding.clone()), Some(rb_name.clone()));
+        let rb = self.role_binding(&b.spec.project, &rb_name).await.unwrap_or_else(|| panic!("{rb_name} exists"));
+        assert_eq!(rb.role_ref.name, cluster_role, "{rb_name} binds {cluster_role}");
+        assert_eq!(rb.role_ref.kind, "ClusterRole");
+        rb
+    }
+
+    async fn role_binding(&self, ns: &str, name: &str) -> Option<RoleBinding> {
+        Api::<RoleBinding>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .unwrap_or_else(|e| panic!("get rolebinding {ns}/{name}: {e}"))
+    }
+
+    async fn role_bindings(&self, ns: &str) -> Vec<RoleBinding> {
+        Api::<RoleBinding>::namespaced(self.client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("list rolebindings in {ns}: {e}"))
+            .items
+    }
+
+    /// Waits until the Project's `status.members` is exactly `expected`.
+    async fn wait_members(&self, project: &str, expected: &[(&str, i32)]) {
+        let expected: BTreeMap<String, i32> = expected.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let api: Api<Project> = Api::all(self.client.clone());
+        eventually(TIMEOUT, &format!("project {project} members {expected:?}"), || async {
+            let p = api.get(project).await.map_err(|e| e.to_string())?;
+            let members = p.status.map(|s| s.members).unwrap_or_default();
+            if members == expected { Ok(()) } else { Err(format!("members {members:?}")) }
+        })
+        .await;
+    }
+
+    /// Deletes what the test made; `Err` says what did not go away.
+    fn cleanup(&mut self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let steps = [
+            (BINDINGS, std::mem::take(&mut self.bindings), TIMEOUT),
+            (PROJECTS, std::mem::take(&mut self.projects), DELETE_TIMEOUT),
+            (WORKSPACES, std::mem::take(&mut self.workspaces), DELETE_TIMEOUT),
+            ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
+        ];
+        for (kind, names, timeout) in steps {
+            if names.is_empty() {
+                continue;
+            }
+            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
+            if !out.success() {
+                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
+            }
+            if let Err(e) = wait_gone(kind, &names, timeout) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    }
+}
+
+impl Drop for Test {
+    fn drop(&mut self) {
+        match self.cleanup() {
+            Ok(()) => {}
+            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
+            Err(e) => panic!("cleanup failed: {e}\noperator log: {}", operator::shared().log.display()),
+        }
+    }
+}
+
+/// Polls with kubectl until none of `names` of `kind` exists.
+fn wait_gone(kind: &str, names: &[String], timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(names));
+        if out.success() && out.stdout.trim().is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("{kind} {names:?} still there after {timeout:?}: {}{}", out.stdout, out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn describe(conds: &[Condition]) -> String {
+    let conds: Vec<String> =
+        conds.iter().map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message)).collect();
+    format!("conditions [{}]", conds.join("; "))
+}
+
+fn workspace(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec})
+}
+
+fn project(name: &str, workspace: &str) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": name}, "spec": {"workspace": workspace}})
+}
+
+fn binding(name: &str, project: &str, role: &str, subjects: Value) -> Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "ProjectRoleBinding",
+        "metadata": {"name": name},
+        "spec": {"project": project, "role": role, "subjects": subjects},
+    })
+}
+
+fn config_map(name: &str, ns: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"key": value}})
+}
+
+/// Someone the API server is told to impersonate: a user name and the groups it carries.
+struct User {
+    name: String,
+    groups: Vec<String>,
+}
+
+impl User {
+    /// A new user, unique to this run, in `groups`.
+    fn new(prefix: &str, groups: &[&str]) -> User {
+        User { name: unique(&format!("e2e-acc-{prefix}")), groups: groups.iter().map(|g| (*g).to_owned()).collect() }
+    }
+
+    /// A ServiceAccount, as its token would authenticate it.
+    fn service_account(namespace: &str, name: &str) -> User {
+        User { name: format!("system:serviceaccount:{namespace}:{name}"), groups: Vec::new() }
+    }
+
+    fn subject(&self) -> Value {
+        json!({"kind": "User", "name": self.name})
+    }
+
+    /// `kubectl` acting as this user.
+    fn kubectl(&self) -> Command {
+        let mut cmd = kubectl();
+        cmd.arg(format!("--as={}", self.name));
+        for g in &self.groups {
+            cmd.arg(format!("--as-group={g}"));
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(self.kubectl().args(args))
+    }
+
+    /// `kubectl create -f -` of `obj` as this user.
+    fn create(&self, obj: &Value) -> Output {
+        run_stdin(self.kubectl().args(["create", "-f", "-"]), &obj.to_string())
+    }
+
+    /// `kubectl replace -f -` of `obj` as this user: an update (PUT).
+    fn replace(&self, obj: &Value) -> Output {
+        run_stdin(self.kubectl().args(["replace", "-f", "-"]), &obj.to_string())
+    }
+
+    /// `kubectl auth can-i <args>` as this user.
+    fn can(&self, args: &[&str]) -> bool {
+        let out = run(self.kubectl().args(["auth", "can-i"]).args(args));
+        match out.stdout.trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!("kubectl auth can-i {args:?} as {}: {other:?} {}", self.name, out.stderr),
+        }
+    }
+
+    /// Waits until `kubectl auth can-i <args>` says `expected`, and returns how long that took.
+    async fn wait_can(&self, args: &[&str], expected: bool, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        let what = format!("`kubectl auth can-i {}` as {} to say {}", args.join(" "), self.name, yes(expected));
+        eventually(timeout, &what, || async { (self.can(args) == expected).then_some(()) }).await;
+        start.elapsed()
+    }
+
+    /// Creates `obj` as this user, retrying until the grant that allows it has reached the authorizer.
+    async fn wait_create(&self, obj: &Value) {
+        let what = format!("{} to create {} {}", self.name, obj["kind"], obj["metadata"]["name"]);
+        eventually(RBAC_TIMEOUT, &what, || async {
+            let out = self.create(obj);
+            if out.success() { Ok(()) } else { Err(out.stderr) }
+        })
+        .await;
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+#[track_caller]
+fn assert_ok(out: &Output, what: &str) {
+    assert!(out.success(), "{what} should be allowed, but failed: {}{}", out.stdout, out.stderr);
+}
+
+/// The call was refused with 403 Forbidden; by the admission policy `policy` when given.
+#[track_caller]
+fn assert_forbidden(out: &Output, what: &str, policy: Option<&str>) {
+    assert!(!out.success(), "{what} should be forbidden, but succeeded: {}", out.stdout);
+    // `kubectl create -f` says "Error from server (Forbidden): ..."; `kubectl create <kind>` says "... is forbidden: ...".
+    assert!(
+        out.stderr.contains("(Forbidden)") || out.stderr.contains(" is forbidden: "),
+        "{what} should fail with Forbidden, got: {}",
+        out.stderr
+    );
+    if let Some(policy) = policy {
+        assert!(
+            out.stderr.contains(&format!("ValidatingAdmissionPolicy '{policy}'")),
+            "{what} should be refused by policy {policy}, got: {}",
+            out.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Project roles
+// ---------------------------------------------------------------------------------------------------------------
+
+/// developer: create and update, in its project only; contributor: create and read, never update or delete;
+/// viewer: read only; admin: manages RoleBindings in the namespace.
+#[tokio::test]
+async fn project_roles_grant_what_they_say_in_their_project_only() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let (a, b) = (unique("e2e-acc-a"), unique("e2e-acc-b"));
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    t.project(&b, &ws);
+
+    let contributors = unique("e2e-acc-contributors");
+    let admins = unique("e2e-acc-admins");
+    let dev = User::new("dev", &[]);
+    let contrib = User::new("contrib", &[&contributors]);
+    let viewer = User::new("viewer", &[]);
+    let admin = User::new("admin", &[&admins]);
+    let names: Vec<String> =
+        ["dev", "contrib", "viewer", "admin"].iter().map(|r| unique(&format!("e2e-acc-{r}"))).collect();
+    t.binding(&names[0], &a, "developer", json!([dev.subject()]));
+    t.binding(&names[1], &a, "contributor", json!([{"kind": "Group", "name": contributors}]));
+    t.binding(&names[2], &a, "viewer", json!([viewer.subject()]));
+    t.binding(&names[3], &a, "admin", json!([{"kind": "Group", "name": admins}]));
+    t.wait_project_ready(&a).await;
+    t.wait_project_ready(&b).await;
+    for (name, cluster_role) in names.iter().zip(["edit", "zenml-project-contributor", "view", "admin"]) {
+        t.wait_bound(name, cluster_role).await;
+    }
+
+    // developer
+    dev.wait_can(&["create", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert_ok(&dev.create(&config_map("dev-cm", &a, "1")), "developer creates a ConfigMap");
+    assert_ok(&dev.replace(&config_map("dev-cm", &a, "2")), "developer updates its ConfigMap");
+    assert_ok(
+        &dev.run(&["create", "deployment", "web", "--image=busybox", "--replicas=0", "-n", &a]),
+        "developer creates a Deployment",
+    );
+    assert_ok(&dev.run(&["label", "deployment", "web", "tier=web", "-n", &a]), "developer patches a Deployment");
+    assert_ok(&dev.run(&["scale", "deployment", "web", "--replicas=0", "-n", &a]), "developer scales a Deployment");
+    assert_forbidden(
+        &dev.create(&config_map("dev-cm", &b, "1")),
+        "developer creates a ConfigMap in another project",
+        None,
+    );
+    assert_forbidden(&dev.run(&["get", "configmaps", "-n", &b]), "developer lists ConfigMaps of another project", None);
+    assert_forbidden(
+        &dev.run(&["create", "deployment", "web", "--image=busybox", "--replicas=0", "-n", &b]),
+        "developer creates a Deployment in another project",
+        None,
+    );
+    assert!(!dev.can(&["get", "pods", "-n", &b]), "developer reads nothing in another project");
+
+    // contributor (through its Group)
+    contrib.wait_can(&["create", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert_ok(&contrib.create(&config_map("contrib-cm", &a, "1")), "contributor creates a ConfigMap");
+    assert_ok(&contrib.run(&["get", "configmap", "contrib-cm", "-n", &a]), "contributor reads its ConfigMap");
+    assert_ok(&contrib.run(&["get", "configmaps", "-n", &a]), "contributor lists ConfigMaps");
+    assert_ok(
+        &contrib.run(&["create", "deployment", "job", "--image=busybox", "--replicas=0", "-n", &a]),
+        "contributor creates a Deployment",
+    );
+    assert_forbidden(&contrib.replace(&config_map("contrib-cm", &a, "2")), "contributor updates a ConfigMap", None);
+    assert_forbidden(
+        &contrib.run(&["label", "configmap", "contrib-cm", "x=y", "-n", &a]),
+        "contributor patches a ConfigMap",
+        None,
+    );
+    assert_forbidden(
+        &contrib.run(&["delete", "configmap", "contrib-cm", "-n", &a]),
+        "contributor deletes its ConfigMap",
+        None,
+    );
+    assert_forbidden(
+        &contrib.run(&["delete", "configmap", "dev-cm", "-n", &a]),
+        "contributor deletes a ConfigMap",
+        None,
+    );
+    assert_forbidden(
+        &contrib.run(&["label", "deployment", "job", "x=y", "-n", &a]),
+        "contributor patches a Deployment",
+        None,
+    );
+    assert_forbidden(
+        &contrib.run(&["delete", "deployment", "job", "-n", &a]),
+        "contributor deletes a Deployment",
+        None,
+    );
+    assert_forbidden(
+        &contrib.run(&["get", "configmaps", "-n", &b]),
+        "contributor lists ConfigMaps of another project",
+        None,
+    );
+
+    // viewer
+    viewer.wait_can(&["list", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert_ok(&viewer.run(&["get", "configmap", "dev-cm", "-n", &a]), "viewer gets a ConfigMap");
+    assert_ok(&viewer.run(&["get", "configmaps,deployments", "-n", &a]), "viewer lists ConfigMaps and Deployments");
+    assert_forbidden(&viewer.create(&config_map("viewer-cm", &a, "1")), "viewer creates a ConfigMap", None);
+    assert_forbidden(&viewer.replace(&config_map("dev-cm", &a, "3")), "viewer updates a ConfigMap", None);
+    assert_forbidden(&viewer.run(&["delete", "configmap", "dev-cm", "-n", &a]), "viewer deletes a ConfigMap", None);
+    assert_forbidden(&viewer.run(&["get", "configmaps", "-n", &b]), "viewer lists ConfigMaps of another project", None);
+
+    // admin (through its Group): grants `view` with a RoleBinding of its own
+    admin.wait_can(&["create", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
+    let guest = User::new("guest", &[]);
+    assert!(!guest.can(&["list", "configmaps", "-n", &a]));
+    let user_flag = format!("--user={}", guest.name);
+    assert_ok(
+        &admin.run(&["create", "rolebinding", "guest-view", "--clusterrole=view", &user_flag, "-n", &a]),
+        "admin creates a RoleBinding to view",
+    );
+    guest.wait_can(&["list", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert_ok(&admin.run(&["get", "rolebinding", "guest-view", "-n", &a]), "admin reads its RoleBinding");
+    assert_ok(&admin.run(&["delete", "rolebinding", "guest-view", "-n", &a]), "admin deletes its RoleBinding");
+    guest.wait_can(&["list", "configmaps", "-n", &a], false, RBAC_TIMEOUT).await;
+    assert_forbidden(
+        &admin.run(&["create", "rolebinding", "guest-view", "--clusterrole=view", &user_flag, "-n", &b]),
+        "admin creates a RoleBinding in another project",
+        None,
+    );
+    // The developer holds `edit`, which cannot manage RBAC.
+    assert_forbidden(
+        &dev.run(&["create", "rolebinding", "dev-view", "--clusterrole=view", &user_flag, "-n", &a]),
+        "developer creates a RoleBinding",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Delegation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Project admins manage the bindings of their project only, workspace admins the projects of their workspace
+/// only; a user with only the base right does neither. Refusals come from the admission policies.
+#[tokio::test]
+async fn admins_delegate_within_their_project_or_workspace_only() {
+    let mut t = Test::new().await;
+    let base = t.self_service();
+    let (ws1, ws2) = (unique("e2e-acc-ws1"), unique("e2e-acc-ws2"));
+    let (ws1_admins, ws2_admins) = (unique("e2e-acc-ws1-admins"), unique("e2e-acc-ws2-admins"));
+    t.workspace(&ws1, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": ws1_admins}]}]}));
+    t.workspace(&ws2, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": ws2_admins}]}]}));
+    let (a, b, c) = (unique("e2e-acc-a"), unique("e2e-acc-b"), unique("e2e-acc-c"));
+    t.project(&a, &ws1);
+    t.project(&b, &ws1);
+    t.project(&c, &ws2);
+
+    let project_admin = User::new("padmin", &[&base]);
+    let ws_admin = User::new("wsadmin", &[&base, &ws1_admins]);
+    let plain = User::new("plain", &[&base]);
+    let nobody = User::new("nobody", &[]);
+    let someone = User::new("someone", &[]);
+    let a_admin = unique("e2e-acc-a-admin");
+    let b_viewer = unique("e2e-acc-b-viewer");
+    t.binding(&a_admin, &a, "admin", json!([project_admin.subject()]));
+    t.binding(&b_viewer, &b, "viewer", json!([someone.subject()]));
+    for p in [&a, &b, &c] {
+        t.wait_project_ready(p).await;
+    }
+    t.wait_bound(&a_admin, "admin").await;
+    t.wait_bound(&b_viewer, "view").await;
+
+    // The project admin of A manages A's bindings...
+    let by_padmin = t.tracked(binding(&unique("e2e-acc-by-padmin"), &a, "viewer", json!([someone.subject()])));
+    let by_padmin_name = by_padmin["metadata"]["name"].as_str().unwrap().to_owned();
+    project_admin.wait_create(&by_padmin).await;
+    t.wait_bound(&by_padmin_name, "view").await;
+    assert_ok(
+        &project_admin.run(&["label", BINDINGS, &by_padmin_name, "team=x"]),
+        "project admin changes a binding of its project",
+    );
+    assert_ok(
+        &project_admin.run(&["delete", BINDINGS, &by_padmin_name]),
+        "project admin deletes a binding of its project",
+    );
+    // ... and nothing of B.
+    let into_b = t.tracked(binding(&unique("e2e-acc-padmin-b"), &b, "admin", json!([project_admin.subject()])));
+    assert_forbidden(
+        &project_admin.create(&into_b),
+        "project admin of A creates a binding for B",
+        Some(BINDING_POLICY),
+    );
+    assert_forbidden(
+        &project_admin.run(&["label", BINDINGS, &b_viewer, "team=x"]),
+        "project admin of A changes a binding of B",
+        Some(BINDING_POLICY),
+    );
+    assert_forbidden(
+        &project_admin.run(&["delete", BINDINGS, &b_viewer]),
+        "project admin of A deletes a binding of B",
+        Some(BINDING_POLICY),
+    );
+    t.bindings_api().get(&b_viewer).await.expect("B's binding is still there");
+    // A project admin is no workspace admin.
+    let p_by_padmin = t.tracked(project(&unique("e2e-acc-p-padmin"), &ws1));
+    assert_forbidden(&project_admin.create(&p_by_padmin), "project admin creates a project", Some(PROJECT_POLICY));
+
+    // The workspace admin of ws1 creates projects in ws1...
+    let new_project = unique("e2e-acc-new");
+    let obj = t.tracked(project(&new_project, &ws1));
+    ws_admin.wait_create(&obj).await;
+    // ... not in ws2, nor may it delete a project of ws2 ...
+    let in_ws2 = t.tracked(project(&unique("e2e-acc-other"), &ws2));
+    assert_forbidden(
+        &ws_admin.create(&in_ws2),
+        "workspace admin of ws1 creates a project in ws2",
+        Some(PROJECT_POLICY),
+    );
+    assert_forbidden(
+        &ws_admin.run(&["delete", PROJECTS, &c]),
+        "workspace admin of ws1 deletes a project of ws2",
+        Some(PROJECT_POLICY),
+    );
+    // ... and is an admin of every project of its workspace: it manages their bindings.
+    let by_wsadmin = t.tracked(binding(&unique("e2e-acc-by-wsadmin"), &b, "viewer", json!([someone.subject()])));
+    ws_admin.wait_create(&by_wsadmin).await;
+    let in_c = t.tracked(binding(&unique("e2e-acc-wsadmin-c"), &c, "viewer", json!([someone.subject()])));
+    assert_forbidden(&ws_admin.create(&in_c), "workspace admin of ws1 creates a binding in ws2", Some(BINDING_POLICY));
+    // It deletes a project of its workspace.
+    t.wait_project_ready(&new_project).await;
+    assert_ok(
+        &ws_admin.run(&["delete", PROJECTS, &new_project, "--wait=false"]),
+        "workspace admin deletes a project of its workspace",
+    );
+    wait_gone(PROJECTS, std::slice::from_ref(&new_project), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_forbidden(
+        &ws_admin.run(&["delete", PROJECTS, &c]),
+        "workspace admin of ws1 deletes a project of ws2",
+        Some(PROJECT_POLICY),
+    );
+
+    // The base right alone allows neither.
+    let p_by_plain = t.tracked(project(&unique("e2e-acc-p-plain"), &ws1));
+    assert_forbidden(&plain.create(&p_by_plain), "a plain user creates a project", Some(PROJECT_POLICY));
+    let b_by_plain = t.tracked(binding(&unique("e2e-acc-b-plain"), &a, "admin", json!([plain.subject()])));
+    assert_forbidden(&plain.create(&b_by_plain), "a plain user creates a binding", Some(BINDING_POLICY));
+    assert_forbidden(
+        &plain.run(&["delete", BINDINGS, &a_admin]),
+        "a plain user deletes a binding",
+        Some(BINDING_POLICY),
+    );
+    assert_forbidden(&plain.run(&["delete", PROJECTS, &a]), "a plain user deletes a project", Some(PROJECT_POLICY));
+    // Without the base right, RBAC refuses before any policy is asked.
+    assert_forbidden(&nobody.create(&p_by_plain), "a user without the base right creates a project", None);
+    assert_forbidden(&nobody.create(&b_by_plain), "a user without the base right creates a binding", None);
+}
+
+/// Deleting a project admin's binding takes away its admin rights, including the right to manage the project's
+/// bindings: otherwise a removed admin could simply bind itself again.
+#[tokio::test]
+async fn a_removed_project_admin_can_no_longer_manage_bindings() {
+    let mut t = Test::new().await;
+    let base = t.self_service();
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    let project_admin = User::new("padmin", &[&base]);
+    let a_admin = unique("e2e-acc-a-admin");
+    t.binding(&a_admin, &a, "admin", json!([project_admin.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&a_admin, "admin").await;
+    let manage = ["manage", BINDINGS, "-n", a.as_str()];
+    project_admin.wait_can(&manage, true, RBAC_TIMEOUT).await;
+    let first = t.tracked(binding(&unique("e2e-acc-by-padmin"), &a, "viewer", json!([project_admin.subject()])));
+    project_admin.wait_create(&first).await;
+
+    let out = run(kubectl().args(["delete", BINDINGS, &a_admin, "--wait=false"]));
+    assert!(out.success(), "{}", out.stderr);
+    let lost_admin = project_admin.wait_can(&["create", "rolebindings", "-n", &a], false, REVOKE_TIMEOUT).await;
+    println!("removed project admin: namespace admin gone after {:.2} s", lost_admin.as_secs_f64());
+    let start = Instant::now();
+    let lost_manage =
+        eventually(REVOKE_TIMEOUT, "the removed admin to lose `manage` on the project's bindings", || async {
+            if project_admin.can(&manage) {
+                let delegation = t.role_binding(&a, "zenml-project-admin").await;
+                let subjects: Vec<String> =
+                    delegation.and_then(|rb| rb.subjects).unwrap_or_default().into_iter().map(|s| s.name).collect();
+                Err(format!("still allowed; RoleBinding zenml-project-admin subjects: {subjects:?}"))
+            } else {
+                Ok(start.elapsed())
+            }
+        })
+        .await;
+    println!("removed project admin: `manage` gone after {:.2} s", lost_manage.as_secs_f64());
+    let again = t.tracked(binding(&unique("e2e-acc-rebind"), &a, "admin", json!([project_admin.subject()])));
+    assert_forbidden(&project_admin.create(&again), "a removed project admin binds itself again", Some(BINDING_POLICY));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. No escalation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// No ProjectRoleBinding binds a ClusterRole outside the allowed set, whoever creates it; a Workspace cannot allow
+/// cluster-admin or system: roles; a custom role a workspace stops allowing is revoked within seconds.
+#[tokio::test]
+async fn no_binding_grants_a_role_outside_the_allowed_set() {
+    let mut t = Test::new().await;
+    let base = t.self_service();
+    let (ws1, ws2) = (unique("e2e-acc-ws1"), unique("e2e-acc-ws2"));
+    let other_role = unique("other-reader");
+    t.workspace(&ws1, json!({"roles": [{"name": "reader", "clusterRole": "view"}]}));
+    t.workspace(&ws2, json!({"roles": [{"name": other_role, "clusterRole": "view"}]}));
+    let a = unique("e2e-acc-a");
+    t.project(&a, &ws1);
+    let project_admin = User::new("padmin", &[&base]);
+    let victim = User::new("esc", &[]);
+    let a_admin = unique("e2e-acc-a-admin");
+    t.binding(&a_admin, &a, "admin", json!([project_admin.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&a_admin, "admin").await;
+
+    // As cluster admin: cluster-admin, a ClusterRole name that is no role, another workspace's custom role.
+    let mut refused = Vec::new();
+    for role in ["cluster-admin", "edit", other_role.as_str()] {
+        let name = unique("e2e-acc-esc");
+        t.binding(&name, &a, role, json!([victim.subject()]));
+        refused.push(name);
+    }
+    // As the project's admin, who may create bindings for its project: the operator still refuses cluster-admin.
+    let by_padmin =
+        t.tracked(binding(&unique("e2e-acc-esc-padmin"), &a, "cluster-admin", json!([project_admin.subject()])));
+    project_admin.wait_create(&by_padmin).await;
+    refused.push(by_padmin["metadata"]["name"].as_str().unwrap().to_owned());
+    for name in &refused {
+        let b = t.wait_binding(name, "False", "RoleNotAllowed").await;
+        assert_eq!(b.status.and_then(|s| s.role_binding), None, "{name} reports no RoleBinding");
+        assert!(t.role_binding(&a, &format!("zenml-prb-{name}")).await.is_none(), "no RoleBinding for {name}");
+    }
+    let rbs = t.role_bindings(&a).await;
+    for rb in &rbs {
+        assert_ne!(rb.role_ref.name, "cluster-admin", "RoleBinding {} binds cluster-admin", rb.name_any());
+        let subjects = rb.subjects.clone().unwrap_or_default();
+        assert!(
+            !subjects.iter().any(|s| s.name == victim.name),
+            "RoleBinding {} grants {}",
+            rb.name_any(),
+            victim.name
+        );
+    }
+    assert!(!victim.can(&["get", "configmaps", "-n", &a]));
+    assert!(!victim.can(&["*", "*", "-n", &a]));
+    assert!(!project_admin.can(&["*", "*", "--all-namespaces"]), "the project admin is no cluster admin");
+    assert!(!project_admin.can(&["get", "secrets", "-n", "kube-system"]));
+    // RBAC's own escalation check stops the project admin from binding cluster-admin directly.
+    let user_flag = format!("--user={}", project_admin.name);
+    assert_forbidden(
+        &project_admin.run(&["create", "rolebinding", "root", "--clusterrole=cluster-admin", &user_flag, "-n", &a]),
+        "project admin binds cluster-admin itself",
+        None,
+    );
+
+    // A Workspace cannot allow cluster-admin or a system: ClusterRole, on create or on update.
+    for cluster_role in ["cluster-admin", "system:controller:namespace-controller", "system:masters"] {
+        let name = unique("e2e-acc-bad-ws");
+        t.track("Workspace", &name);
+        let obj = workspace(&name, json!({"roles": [{"name": "root", "clusterRole": cluster_role}]}));
+        let out = run_stdin(kubectl().args(["create", "-f", "-"]), &obj.to_string());
+        assert!(!out.success(), "a Workspace allowing {cluster_role} was admitted");
+        assert!(
+            out.stderr.contains("cluster-admin and system: ClusterRoles can never be granted"),
+            "refusal of {cluster_role}: {}",
+            out.stderr
+        );
+    }
+    let patch = json!({"spec": {"roles": [{"name": "reader", "clusterRole": "view"}, {"name": "root", "clusterRole": "cluster-admin"}]}});
+    let out = run(kubectl().args(["patch", WORKSPACES, &ws1, "--type=merge", "-p", &patch.to_string()]));
+    assert!(!out.success(), "a Workspace was changed to allow cluster-admin");
+    assert!(out.stderr.contains("cluster-admin and system: ClusterRoles can never be granted"), "{}", out.stderr);
+
+    // A custom role the workspace stops allowing is revoked.
+    let reader = User::new("reader", &[]);
+    let reader_binding = unique("e2e-acc-reader");
+    t.binding(&reader_binding, &a, "reader", json!([reader.subject()]));
+    t.wait_bound(&reader_binding, "view").await;
+    reader.wait_can(&["list", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
+    let start = Instant::now();
+    let out = run(kubectl().args(["patch", WORKSPACES, &ws1, "--type=merge", "-p", r#"{"spec":{"roles":null}}"#]));
+    assert!(out.success(), "remove the custom role: {}", out.stderr);
+    let rb_name = format!("zenml-prb-{reader_binding}");
+    eventually(REVOKE_TIMEOUT, &format!("{rb_name} to be removed"), || async {
+        t.role_binding(&a, &rb_name).await.is_none().then_some(())
+    })
+    .await;
+    let removed = start.elapsed();
+    reader.wait_can(&["list", "configmaps", "-n", &a], false, REVOKE_TIMEOUT.saturating_sub(start.elapsed())).await;
+    let revoked = start.elapsed();
+    println!(
+        "custom role removed from the workspace: RoleBinding gone after {:.2} s, access gone after {:.2} s",
+        removed.as_secs_f64(),
+        revoked.as_secs_f64()
+    );
+    t.wait_binding(&reader_binding, "False", "RoleNotAllowed").await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Cross-project grants, revocation and expiry
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Project A's runner reads project B only while a binding in B grants it, and no longer than `expiresAt`.
+#[tokio::test]
+async fn a_cross_project_grant_lasts_while_its_binding_does() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let (a, b) = (unique("e2e-acc-a"), unique("e2e-acc-b"));
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    t.project(&b, &ws);
+    t.wait_project_ready(&a).await;
+    t.wait_project_ready(&b).await;
+    let runner = User::service_account(&a, "zenml-runner");
+    let list_b = ["list", "pods", "-n", b.as_str()];
+    runner.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert!(!runner.can(&list_b), "A's runner reads nothing in B without a grant");
+    let subject = json!([{"kind": "ServiceAccount", "name": "zenml-runner", "project": a}]);
+
+    // Granted while the binding exists...
+    let grant = unique("e2e-acc-share");
+    t.binding(&grant, &b, "viewer", subject.clone());
+    let rb = t.wait_bound(&grant, "view").await;
+    let subjects = rb.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!((subjects[0].kind.as_str(), subjects[0].namespace.as_deref()), ("ServiceAccount", Some(a.as_str())));
+    runner.wait_can(&list_b, true, RBAC_TIMEOUT).await;
+    assert_ok(&runner.run(&["get", "pods", "-n", &b]), "A's runner lists pods in B");
+    assert!(!runner.can(&["create", "pods", "-n", &b]), "viewer only");
+    // ... and not a moment longer.
+    let out = run(kubectl().args(["delete", BINDINGS, &grant, "--wait=false"]));
+    assert!(out.success(), "{}", out.stderr);
+    let revoked = runner.wait_can(&list_b, false, REVOKE_TIMEOUT).await;
+    println!("cross-project grant revoked {:.2} s after its binding was deleted", revoked.as_secs_f64());
+    assert_forbidden(&runner.run(&["get", "pods", "-n", &b]), "A's runner lists pods in B after revocation", None);
+
+    // A grant with expiresAt: yes before, no after.
+    let expires = Timestamp::from_second(Timestamp::now().as_second() + 8).expect("a time");
+    let temporary = unique("e2e-acc-temp");
+    let mut obj = binding(&temporary, &b, "viewer", subject);
+    obj["spec"]["expiresAt"] = json!(expires.to_string());
+    t.apply(obj);
+    t.wait_bound(&temporary, "view").await;
+    runner.wait_can(&list_b, true, RBAC_TIMEOUT).await;
+    let granted_at = Timestamp::now();
+    assert!(granted_at < expires, "the grant was in force before it expired ({granted_at} < {expires})");
+    let deadline = Instant::now()
+        + Duration::try_from(expires.duration_since(Timestamp::now())).unwrap_or_default()
+        + REVOKE_TIMEOUT;
+    let revoked_at = loop {
+        if !runner.can(&list_b) {
+            break Timestamp::now();
+        }
+        assert!(Instant::now() < deadline, "A's runner still lists pods in B {REVOKE_TIMEOUT:?} after {expires}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after: SignedDuration = revoked_at.duration_since(expires);
+    println!(
+        "expiring grant: in force {:.2} s before expiry, revoked {:.2} s after expiry",
+        expires.duration_since(granted_at).as_secs_f64(),
+        after.as_secs_f64()
+    );
+    assert!(after > SignedDuration::from_millis(-1000), "revoked {after:?} before it expired");
+    assert!(after <= SignedDuration::try_from(REVOKE_TIMEOUT).unwrap(), "revoked {after:?} after expiry");
+    let b_status = t.wait_binding(&temporary, "False", "Expired").await;
+    assert_eq!(b_status.status.and_then(|s| s.role_binding), None);
+    assert!(t.role_binding(&b, &format!("zenml-prb-{temporary}")).await.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. Members
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `status.members` counts subjects per role over workspace members and the bindings in force.
+#[tokio::test]
+async fn project_members_count_workspace_members_and_bindings() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let p = unique("e2e-acc-p");
+    t.workspace(
+        &ws,
+        json!({"members": [
+            {"role": "admin", "subjects": [{"kind": "Group", "name": unique("e2e-acc-admins")}]},
+            {"role": "developer", "subjects": [{"kind": "User", "name": unique("e2e-acc-dev")}]},
+        ]}),
+    );
+    t.project(&p, &ws);
+    t.wait_project_ready(&p).await;
+    t.wait_members(&p, &[("admin", 1), ("developer", 1)]).await;
+
+    let dev = unique("e2e-acc-dev");
+    t.binding(&dev, &p, "developer", json!([{"kind": "User", "name": unique("e2e-acc-dev2")}]));
+    t.wait_members(&p, &[("admin", 1), ("developer", 2)]).await;
+    let viewers = unique("e2e-acc-viewers");
+    t.binding(
+        &viewers,
+        &p,
+        "viewer",
+        json!([{"kind": "User", "name": unique("e2e-acc-v")}, {"kind": "Group", "name": unique("e2e-acc-vg")}]),
+    );
+    t.wait_members(&p, &[("admin", 1), ("developer", 2), ("viewer", 2)]).await;
+    // A binding that is refused counts for nothing.
+    let refused = unique("e2e-acc-refused");
+    t.binding(&refused, &p, "cluster-admin", json!([{"kind": "User", "name": unique("e2e-acc-x")}]));
+    t.wait_binding(&refused, "False", "RoleNotAllowed").await;
+    t.wait_members(&p, &[("admin", 1), ("developer", 2), ("viewer", 2)]).await;
+
+    let out = run(kubectl().args(["delete", BINDINGS, &dev]));
+    assert!(out.success(), "{}", out.stderr);
+    t.wait_members(&p, &[("admin", 1), ("developer", 1), ("viewer", 2)]).await;
+    let out = run(kubectl().args(["delete", BINDINGS, &viewers]));
+    assert!(out.success(), "{}", out.stderr);
+    t.wait_members(&p, &[("admin", 1), ("developer", 1)]).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 6. A binding before its project
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A binding for a project that does not exist says so, and takes effect by itself once the project is created.
+#[tokio::test]
+async fn a_binding_waits_for_its_project() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let p = unique("e2e-acc-later");
+    let dev = User::new("dev", &[]);
+    let early = unique("e2e-acc-early");
+    t.binding(&early, &p, "developer", json!([dev.subject()]));
+    let b = t.wait_binding(&early, "False", "ProjectNotFound").await;
+    assert_eq!(b.status.and_then(|s| s.role_binding), None);
+
+    t.workspace(&ws, json!({}));
+    t.project(&p, &ws);
+    t.wait_project_ready(&p).await;
+    t.wait_bound(&early, "edit").await;
+    dev.wait_can(&["create", "configmaps", "-n", &p], true, RBAC_TIMEOUT).await;
+    assert_ok(&dev.create(&config_map("early", &p, "1")), "developer creates a ConfigMap");
+}
