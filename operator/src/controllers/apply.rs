@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
@@ -13,11 +14,25 @@ use crate::resources::compare::difference;
 use crate::{Error, Result};
 
 /// What a write did, for Events and the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub verb: &'static str,
     pub kind: String,
     pub name: String,
+    /// The object written, for the Event's `related` field: the recorder folds events that differ only in their
+    /// note into one series, so without it every child's Created would count as one.
+    pub object: ObjectReference,
+}
+
+fn reference<K: Resource<DynamicType = ()>>(meta: &kube::core::ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    }
 }
 
 impl std::fmt::Display for Change {
@@ -58,7 +73,8 @@ where
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired))
         .await
         .map_err(|e| Error::kube("apply", &kind, &full, e))?;
-    Ok(Some(Change { verb: if live.is_some() { "Updated" } else { "Created" }, kind, name: full }))
+    let object = reference::<K>(desired.meta());
+    Ok(Some(Change { verb: if live.is_some() { "Updated" } else { "Created" }, kind, name: full, object }))
 }
 
 /// Deletes one object; gone already is fine.
@@ -74,7 +90,7 @@ where
         ..Default::default()
     };
     match api.delete(&obj.name_any(), &dp).await {
-        Ok(_) => Ok(Some(Change { verb: "Deleted", kind, name: full })),
+        Ok(_) => Ok(Some(Change { verb: "Deleted", kind, name: full, object: reference::<K>(obj.meta()) })),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
         Err(e) => Err(Error::kube("delete", kind, full, e)),
     }

@@ -44,8 +44,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
         Ok(rb) => match ensure(&rb_api, &s.role_bindings, &rb).await {
             Ok(change) => {
                 if let Some(change) = change {
-                    ctx.event(&*binding, false, change.verb, "Apply", change.to_string()).await;
-                    ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+                    ctx.changed(&*binding, &change, "Apply", false).await;
                 }
                 let msg = format!(
                     "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
@@ -74,8 +73,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             if let Some(rb) = s.role_bindings.get(&key).filter(|rb| owned(rb, &binding))
                 && let Some(change) = delete(&rb_api, &rb).await?
             {
-                ctx.event(&*binding, refusal != Refusal::Expired, change.verb, "Revoke", change.to_string()).await;
-                ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+                ctx.changed(&*binding, &change, "Revoke", refusal != Refusal::Expired).await;
             }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
             write_status(&binding, &api, &ctx, cond, None).await?;

@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
+use super::apply::Change;
 use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::metrics::Metrics;
 use crate::resources::RoleMap;
@@ -117,12 +118,30 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.publish(obj, warning, reason, action, note, None).await;
+    }
+
+    /// An Event for a write to a child, which it names as the related object, and a count in the metrics.
+    pub async fn changed<K: Resource<DynamicType = ()>>(&self, obj: &K, change: &Change, action: &str, warning: bool) {
+        self.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+        self.publish(obj, warning, change.verb, action, change.to_string(), Some(change.object.clone())).await;
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    ) {
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_owned(),
             note: Some(truncate(note, 1000)),
             action: action.to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
@@ -92,7 +93,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
 
     let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
     if let Some(ns) = &live_ns {
-        let ours = ns.labels().get(labels::PROJECT) == Some(&name);
+        let ours = namespace_is_ours(ns, project);
         let adopt = ns.annotations().get(labels::ADOPT) == Some(&name);
         if !ours && !adopt {
             let msg = format!(
@@ -133,8 +134,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         ctx.event(project, true, "NamespaceRecreated", "Recreate", note).await;
     }
     for change in &changes {
-        ctx.event(project, false, change.verb, "Apply", change.to_string()).await;
-        ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+        ctx.changed(project, change, "Apply", false).await;
     }
 
     let mut conds = provisioned_conditions(project, &workspace, &children, exceeded);
@@ -155,6 +155,21 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
 struct Written {
     changes: Vec<Change>,
     forbidden: Vec<String>,
+}
+
+/// Whether a namespace is this project's: it carries our project label, or (the label having been removed by hand)
+/// the project's status names it and it still carries our management label and fingerprint. The label is then
+/// restored like any other drift; a namespace we never managed has neither, so it is never taken.
+fn namespace_is_ours(ns: &PartialObjectMeta<Namespace>, project: &Project) -> bool {
+    let name = project.name_any();
+    if ns.labels().get(labels::PROJECT) == Some(&name) {
+        return true;
+    }
+    let named_in_status = project.status.as_ref().and_then(|s| s.namespace.as_ref()) == Some(&name);
+    named_in_status
+        && ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+        && ns.annotations().contains_key(labels::APPLIED_HASH)
+        && !ns.annotations().contains_key(labels::FORMER_PROJECT)
 }
 
 /// Applies every child that differs from the cache and deletes the ones this project no longer wants.
@@ -319,11 +334,7 @@ async fn write_status(
         None => previous.members.clone(),
     };
     let namespace_exists = provisioned
-        || ctx
-            .stores
-            .namespaces
-            .get(&ObjectRef::new(&name))
-            .is_some_and(|ns| ns.labels().get(labels::PROJECT) == Some(&name));
+        || ctx.stores.namespaces.get(&ObjectRef::new(&name)).is_some_and(|ns| namespace_is_ours(&ns, project));
     let status = ProjectStatus {
         observed_generation: project.meta().generation,
         conditions: stamp(&previous.conditions, all, project.meta().generation),
@@ -356,8 +367,7 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
     }
     let name = project.name_any();
     ctx.verdicts_seen.lock().expect("not poisoned").remove(&name);
-    let ns =
-        ctx.stores.namespaces.get(&ObjectRef::new(&name)).filter(|ns| ns.labels().get(labels::PROJECT) == Some(&name));
+    let ns = ctx.stores.namespaces.get(&ObjectRef::new(&name)).filter(|ns| namespace_is_ours(ns, project));
     if let Some(ns) = ns {
         let adopted = ns.annotations().get(labels::ADOPT) == Some(&name);
         if project.spec.deletion_policy == DeletionPolicy::Retain || adopted {

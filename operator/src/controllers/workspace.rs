@@ -61,8 +61,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
 
     finalizer::ensure(&api, &*workspace).await?;
     for change in write_delegation(&workspace, &ctx).await? {
-        ctx.event(&*workspace, false, change.verb, "Apply", change.to_string()).await;
-        ctx.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+        ctx.changed(&*workspace, &change, "Apply", false).await;
     }
     let decisions = super::project::decide(&ctx, &workspace);
     {
