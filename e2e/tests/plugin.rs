@@ -1,0 +1,674 @@
+//! The kubectl plugin as a user drives it: `kubectl zenml ...` found on PATH by kubectl, against the real API server
+//! with the shared operator running, each test with its own temporary kubeconfig (a copy of the cluster's), and
+//! the resulting objects and kubeconfig contents checked.
+//!
+//! The plugin is `target/debug/kubectl-zenml` (built here when missing or older than its sources), or
+//! `KUBECTL_ZENML_BIN`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use e2e::{Output, eventually, kubectl, operator, run, run_stdin, unique};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+const API_VERSION: &str = "zenml.io/v1alpha1";
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the plugin waits for Ready: generous, as the shared cluster may be busy (or changing leaders).
+const WAIT: &str = "120s";
+const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The plugin binary: `KUBECTL_ZENML_BIN`, else the workspace's debug build, built now (once per test binary) when it
+/// is missing or older than the plugin's sources, so the tests never run stale code.
+fn plugin_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("KUBECTL_ZENML_BIN").filter(|b| !b.is_empty()) {
+            return bin.into();
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let bin = root.join("target/debug/kubectl-zenml");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        if built.is_none_or(|b| b < newest_source(&root.join("plugin"))) {
+            let out = run(Command::new(env!("CARGO")).args(["build", "-p", "kubectl-zenml"]).current_dir(&root));
+            assert!(out.success(), "`cargo build -p kubectl-zenml` failed:\n{}", out.stderr);
+        }
+        bin
+    })
+    .clone()
+}
+
+fn newest_source(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// A user's machine: a private copy of the cluster's kubeconfig, and the plugin on PATH.
+struct Home {
+    dir: PathBuf,
+    config: PathBuf,
+    original: String,
+    path: std::ffi::OsString,
+}
+
+impl Home {
+    fn new(tag: &str) -> Home {
+        let dir = std::env::temp_dir().join(unique(&format!("e2e-plugin-{tag}")));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let config = dir.join("config");
+        let source = e2e::kubeconfig().expect("a kubeconfig for the test cluster");
+        let original = std::fs::read_to_string(&source).expect("the cluster's kubeconfig");
+        std::fs::write(&config, &original).expect("write the kubeconfig copy");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let bin_dir = plugin_bin().parent().expect("a directory").to_owned();
+        let mut paths = vec![bin_dir];
+        paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        let path = std::env::join_paths(paths).expect("a PATH");
+        Home { dir, config, original, path }
+    }
+
+    /// `kubectl zenml <args>`: kubectl finds `kubectl-zenml` on PATH, as for a user.
+    fn zenml(&self, args: &[&str]) -> Command {
+        let mut cmd = kubectl();
+        cmd.env("KUBECONFIG", &self.config).env("PATH", &self.path).env_remove("ZENML_ACTIVE_PROJECT_ID");
+        cmd.arg("zenml").args(args);
+        cmd
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = run(&mut self.zenml(args));
+        assert!(out.success(), "kubectl zenml {} failed: {}{}", args.join(" "), out.stdout, out.stderr);
+        out.stdout
+    }
+
+    /// Runs and parses the one JSON document it prints.
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("kubectl zenml {all:?} printed no JSON ({e}):\n{text}"))
+    }
+
+    #[track_caller]
+    fn fails(&self, args: &[&str]) -> Output {
+        let out = run(&mut self.zenml(args));
+        assert!(!out.success(), "kubectl zenml {} should fail, but printed: {}", args.join(" "), out.stdout);
+        out
+    }
+
+    /// The kubeconfig as it is now.
+    fn kubeconfig(&self) -> Value {
+        let text = std::fs::read_to_string(&self.config).expect("the kubeconfig");
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("the kubeconfig no longer parses ({e}):\n{text}"))
+    }
+
+    fn current_context(&self) -> String {
+        self.kubeconfig()["current-context"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn context(&self, name: &str) -> Value {
+        let kc = self.kubeconfig();
+        let found = kc["contexts"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == name).cloned());
+        found.unwrap_or_else(|| panic!("no context {name} in {kc:#}"))["context"].clone()
+    }
+
+    /// What plain kubectl says the current namespace is: proves the file still works for kubectl.
+    fn kubectl_namespace(&self) -> String {
+        let mut cmd = kubectl();
+        cmd.env("KUBECONFIG", &self.config).args(["config", "view", "--minify", "-o", "jsonpath={..namespace}"]);
+        let out = run(&mut cmd);
+        assert!(out.success(), "kubectl cannot read the edited kubeconfig: {}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a test made on the cluster, deleted when it ends (pass or fail): bindings, projects (until gone),
+/// workspaces, cluster role bindings.
+#[derive(Default)]
+struct Cleanup {
+    bindings: Vec<String>,
+    projects: Vec<String>,
+    workspaces: Vec<String>,
+    cluster_role_bindings: Vec<String>,
+}
+
+impl Cleanup {
+    fn new() -> Cleanup {
+        operator::shared();
+        Cleanup::default()
+    }
+
+    fn workspace(&mut self, name: &str, spec: Value) {
+        self.workspaces.push(name.to_owned());
+        apply(&json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec}));
+    }
+
+    /// A project the plugin is about to create under `name`.
+    fn project(&mut self, name: &str) {
+        self.projects.push(name.to_owned());
+    }
+
+    fn binding(&mut self, name: &str) {
+        self.bindings.push(name.to_owned());
+    }
+
+    fn cleanup(&mut self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let steps = [
+            ("projectrolebindings.zenml.io", std::mem::take(&mut self.bindings), TIMEOUT),
+            ("projects.zenml.io", std::mem::take(&mut self.projects), DELETE_TIMEOUT),
+            ("workspaces.zenml.io", std::mem::take(&mut self.workspaces), DELETE_TIMEOUT),
+            ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
+        ];
+        for (kind, names, timeout) in steps {
+            if names.is_empty() {
+                continue;
+            }
+            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
+            if !out.success() {
+                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
+            }
+            let start = Instant::now();
+            loop {
+                let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(&names));
+                if out.success() && out.stdout.trim().is_empty() {
+                    break;
+                }
+                if start.elapsed() > timeout {
+                    errors.push(format!("{kind} {names:?} still there after {timeout:?}: {}", out.stdout));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match self.cleanup() {
+            Ok(()) => {}
+            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
+            Err(e) => panic!("cleanup failed: {e}"),
+        }
+    }
+}
+
+fn apply(obj: &Value) {
+    let text = obj.to_string();
+    let out = run_stdin(
+        kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
+        &text,
+    );
+    assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
+}
+
+/// `kubectl get <kind> <name> -o json` as the cluster admin, `None` when it does not exist.
+fn get(kind: &str, name: &str, namespace: Option<&str>) -> Option<Value> {
+    let mut cmd = kubectl();
+    cmd.args(["get", kind, name, "--ignore-not-found", "-o", "json"]);
+    if let Some(ns) = namespace {
+        cmd.args(["-n", ns]);
+    }
+    let out = run(&mut cmd);
+    assert!(out.success(), "kubectl get {kind} {name}: {}", out.stderr);
+    (!out.stdout.trim().is_empty()).then(|| serde_json::from_str(&out.stdout).expect("JSON"))
+}
+
+/// A ZenML-style ID unique to this run, with capitals and `_`: `Fraud_PLG_1A2B3C4D`, and its derived name.
+fn zenml_id(prefix: &str) -> (String, String) {
+    let tag = unique("plg");
+    let id = format!("{prefix}_{}", tag.replace('-', "_").to_uppercase());
+    let name = id.to_lowercase().replace('_', "-");
+    (id, name)
+}
+
+fn item_names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------------------------
+
+/// zenml project register / set / list / describe, zenml workspace list / describe, ZENML_ACTIVE_PROJECT_ID,
+/// and `workspace use`: the objects they make and what they write into the kubeconfig.
+#[tokio::test]
+async fn register_set_and_switch_like_the_zenml_cli() {
+    let mut t = Cleanup::new();
+    let home = Home::new("cli");
+    let ws = unique("e2e-plg-ws");
+    let ws2 = unique("e2e-plg-wt");
+    t.workspace(&ws, json!({"displayName": "Plugin test"}));
+    t.workspace(&ws2, json!({}));
+
+    // Discovery: kubectl lists the plugin.
+    let mut list = kubectl();
+    list.env("PATH", &home.path).args(["plugin", "list", "--name-only"]);
+    assert!(
+        run(&mut list).stdout.lines().any(|l| l.trim() == "kubectl-zenml"),
+        "kubectl plugin list shows kubectl-zenml"
+    );
+    assert!(home.ok(&["completion", "bash"]).contains("kubectl-zenml"));
+
+    // `default` is a protected namespace: the project is named after the workspace.
+    let ws_default = format!("{ws}-default");
+    t.project(&ws_default);
+    let out = home.ok(&["project", "register", "default", "--workspace", &ws, "--timeout", WAIT]);
+    assert!(out.contains(&format!("namespace {ws_default}")), "register shows the namespace: {out}");
+    let p = get("project", &ws_default, None).expect("the Project");
+    assert_eq!(p["spec"]["projectId"], "default");
+    assert_eq!(p["spec"]["workspace"], ws.as_str());
+    assert!(get("namespace", &ws_default, None).is_some(), "its namespace exists");
+
+    // An ID with capitals and `_`.
+    let (id, name) = zenml_id("Fraud");
+    t.project(&name);
+    let out = home.ok(&[
+        "project",
+        "register",
+        &id,
+        "--workspace",
+        &ws,
+        "--display-name",
+        "Fraud detection",
+        "--timeout",
+        WAIT,
+    ]);
+    assert!(out.contains(&format!("namespace {name}")), "{out}");
+    let p = get("project", &name, None).expect("the Project");
+    assert_eq!(
+        (p["spec"]["projectId"].as_str(), p["spec"]["displayName"].as_str()),
+        (Some(id.as_str()), Some("Fraud detection"))
+    );
+
+    // The same ID in another workspace: the derived name is taken, so it gets the workspace prefix.
+    let taken = format!("{ws2}-{name}");
+    t.project(&taken);
+    let registered = home.json(&["project", "register", &id, "--workspace", &ws2, "--timeout", WAIT]);
+    assert_eq!(registered["metadata"]["name"], taken.as_str());
+    // Twice in one workspace is refused.
+    let again = home.fails(&["project", "register", &id, "--workspace", &ws2]);
+    assert!(again.stderr.contains("already registered"), "{}", again.stderr);
+
+    // With no active workspace the ID is ambiguous; --workspace settles it.
+    assert_eq!(home.kubectl_namespace(), "");
+    let ambiguous = home.fails(&["project", "set", &id]);
+    assert!(ambiguous.stderr.contains("several workspaces"), "{}", ambiguous.stderr);
+    let context = home.current_context();
+    home.ok(&["project", "set", &id, "--workspace", &ws]);
+    assert_eq!(home.context(&context)["namespace"], name.as_str());
+    assert_eq!(home.kubectl_namespace(), name);
+    // The first change made a backup of the file as it was, and the file kept its permissions.
+    assert_eq!(std::fs::read_to_string(home.dir.join("config.zenml.bak")).unwrap(), home.original);
+    assert_eq!(std::fs::metadata(&home.config).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Now the active workspace is known: `project set default` works as in ZenML.
+    home.ok(&["project", "set", "default", "--default"]);
+    assert_eq!(home.context(&context)["namespace"], ws_default.as_str());
+    let kc = home.kubeconfig();
+    let ext = kc["preferences"]["extensions"].as_array().unwrap().iter().find(|e| e["name"] == "zenml.io").cloned();
+    let defaults = ext.expect("the zenml.io preferences extension")["extension"]["defaultProjects"].clone();
+    let mine = defaults.as_array().unwrap().iter().find(|d| d["workspace"] == ws.as_str()).expect("a default for ws");
+    assert_eq!((mine["project"].as_str(), mine["projectId"].as_str()), (Some(ws_default.as_str()), Some("default")));
+    // Everything else of the original kubeconfig is still there, unchanged.
+    let original: Value = serde_saphyr::from_str(&home.original).unwrap();
+    assert_eq!(kc["users"], original["users"]);
+    assert_eq!(kc["clusters"], original["clusters"]);
+
+    // The Kubernetes name works too; the active project is marked in the list.
+    home.ok(&["project", "set", &name]);
+    assert_eq!(home.kubectl_namespace(), name);
+    let listed = home.ok(&["project", "list"]);
+    let active_line = listed.lines().find(|l| l.starts_with('*')).unwrap_or_default();
+    assert!(active_line.contains(&name), "{listed}");
+
+    // `workspace use`: a context for the workspace, on the same cluster and user, at the default project.
+    let cluster = home.context(&context)["cluster"].as_str().unwrap().to_owned();
+    let user = home.context(&context)["user"].clone();
+    home.ok(&["workspace", "use", &ws]);
+    let ws_context = format!("{cluster}-zenml-{ws}");
+    assert_eq!(home.current_context(), ws_context);
+    let c = home.context(&ws_context);
+    assert_eq!(
+        (c["cluster"].as_str(), &c["user"], c["namespace"].as_str()),
+        (Some(cluster.as_str()), &user, Some(ws_default.as_str()))
+    );
+    assert_eq!(home.kubectl_namespace(), ws_default);
+    // Without a recorded default, the workspace's only project is used.
+    home.ok(&["workspace", "use", &ws2]);
+    assert_eq!(home.context(&format!("{cluster}-zenml-{ws2}"))["namespace"], taken.as_str());
+    home.ok(&["workspace", "use", &ws]);
+
+    // ZENML_ACTIVE_PROJECT_ID overrides the context, for every command.
+    let mut describe = home.zenml(&["project", "describe", "-o", "json"]);
+    describe.env("ZENML_ACTIVE_PROJECT_ID", &id);
+    let out = run(&mut describe);
+    assert!(out.success(), "{}", out.stderr);
+    let described: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(described["metadata"]["name"], name.as_str(), "resolved in the active workspace {ws}");
+    let mut members = home.zenml(&["member", "list", "-o", "json"]);
+    members.env("ZENML_ACTIVE_PROJECT_ID", &id);
+    let members: Value = serde_json::from_str(&run_ok_out(&mut members)).expect("JSON");
+    assert_eq!(members["project"], name.as_str());
+    let described = home.json(&["project", "describe"]);
+    assert_eq!(described["metadata"]["name"], ws_default.as_str(), "without it, the context's project");
+    let text = home.ok(&["project", "describe", &id]);
+    assert!(text.contains("Ready:") && text.contains(&name), "{text}");
+
+    // Lists and descriptions for scripts: one JSON document each.
+    let projects = home.json(&["project", "list", "--workspace", &ws]);
+    assert_eq!(projects["kind"], "List");
+    let mut names = item_names(&projects);
+    names.sort();
+    let mut expected = vec![ws_default.clone(), name.clone()];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(projects["items"].as_array().unwrap().iter().all(|p| p["status"]["conditions"].is_array()));
+    let workspaces = home.json(&["workspace", "list"]);
+    assert!(item_names(&workspaces).contains(&ws));
+    let described = home.json(&["workspace", "describe", &ws]);
+    assert_eq!(described["spec"]["displayName"], "Plugin test");
+    let yaml = home.ok(&["workspace", "describe", "-o", "yaml"]);
+    let parsed: Value = serde_saphyr::from_str(&yaml).expect("one YAML document");
+    assert_eq!(parsed["metadata"]["name"], ws.as_str(), "the active workspace");
+
+    // Clear errors.
+    let missing = home.fails(&["project", "set", "no_such_project"]);
+    assert!(missing.stderr.contains("no such project \"no_such_project\""), "{}", missing.stderr);
+    let bad = home.fails(&["project", "register", "has space", "--workspace", &ws]);
+    assert!(bad.stderr.contains("letters, digits"), "{}", bad.stderr);
+    let no_ws = home.fails(&["project", "register", "x", "--workspace", &unique("e2e-plg-none")]);
+    assert!(no_ws.stderr.contains("no workspace"), "{}", no_ws.stderr);
+}
+
+fn run_ok_out(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(out.success(), "{cmd:?}: {}", out.stderr);
+    out.stdout
+}
+
+/// member add / remove / list and audit: bindings made and removed without touching other people's subjects, and
+/// an audit that shows an expiring grant and a RoleBinding made around the operator.
+#[tokio::test]
+async fn members_and_audit() {
+    let mut t = Cleanup::new();
+    let home = Home::new("members");
+    let ws = unique("e2e-plg-ws");
+    t.workspace(
+        &ws,
+        json!({"members": [{"role": "viewer", "subjects": [{"kind": "Group", "name": "e2e-plg-auditors"}]}]}),
+    );
+    let (id, project) = zenml_id("Members");
+    t.project(&project);
+    home.ok(&["project", "register", &id, "--workspace", &ws, "--set", "--timeout", WAIT]);
+    assert_eq!(home.kubectl_namespace(), project);
+
+    // A developer, on the active project: one binding, in force, with a RoleBinding in the namespace.
+    let alice = unique("e2e-plg-alice");
+    let out = home.ok(&["member", "add", "--role", "developer", "--user", &alice, "--timeout", WAIT]);
+    assert!(out.contains("In force"), "{out}");
+    let bindings = home.json(&["member", "list"]);
+    let alice_binding = bindings["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"]["name"] == alice.as_str())
+        .expect("alice is a member")["source"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.binding(&alice_binding);
+    assert!(alice_binding.starts_with(&format!("{project}-developer-user-")), "{alice_binding}");
+    let prb = get("prb", &alice_binding, None).expect("the binding");
+    assert_eq!(prb["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubectl-zenml");
+    let rb = prb["status"]["roleBinding"].as_str().expect("a RoleBinding").to_owned();
+    assert_eq!(get("rolebinding", &rb, Some(&project)).expect("the RoleBinding")["roleRef"]["name"], "edit");
+    // Adding again changes nothing.
+    assert!(
+        home.ok(&["member", "add", "--role", "developer", "--user", &alice, "--timeout", WAIT])
+            .contains("already has role")
+    );
+
+    // A team, until the day after tomorrow; a ServiceAccount of the project, by ZenML ID.
+    let team = unique("e2e-plg-team");
+    let expires = Timestamp::now().checked_add(SignedDuration::from_hours(48)).unwrap();
+    let expires = expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let team_prb = home.json(&[
+        "member",
+        "add",
+        "--role",
+        "viewer",
+        "--group",
+        &team,
+        "--expires-at",
+        &expires,
+        "--timeout",
+        WAIT,
+    ]);
+    t.binding(team_prb["metadata"]["name"].as_str().unwrap());
+    assert_eq!(team_prb["spec"]["expiresAt"], expires.as_str());
+    let sa_prb = home.json(&[
+        "member",
+        "add",
+        "--role",
+        "viewer",
+        "--service-account",
+        &format!("{id}/zenml-runner"),
+        "-p",
+        &id,
+        "--timeout",
+        WAIT,
+    ]);
+    t.binding(sa_prb["metadata"]["name"].as_str().unwrap());
+    assert_eq!(
+        sa_prb["spec"]["subjects"][0],
+        json!({"kind": "ServiceAccount", "name": "zenml-runner", "project": project})
+    );
+    let refused = home.fails(&["member", "add", "--role", "owner", "--user", &alice]);
+    assert!(refused.stderr.contains("not allowed in workspace"), "{}", refused.stderr);
+    let past =
+        home.fails(&["member", "add", "--role", "viewer", "--user", &alice, "--expires-at", "2001-01-01T00:00:00Z"]);
+    assert!(past.stderr.contains("in the past"), "{}", past.stderr);
+
+    // Someone else's binding with two people: removing one keeps the other.
+    let (bob, carol) = (unique("e2e-plg-bob"), unique("e2e-plg-carol"));
+    let shared = unique("e2e-plg-shared");
+    t.binding(&shared);
+    apply(&json!({
+        "apiVersion": API_VERSION, "kind": "ProjectRoleBinding", "metadata": {"name": shared},
+        "spec": {"project": project, "role": "developer", "subjects": [{"kind": "User", "name": bob}, {"kind": "User", "name": carol}]},
+    }));
+    home.ok(&["member", "remove", "--role", "developer", "--user", &bob]);
+    let kept = get("prb", &shared, None).expect("the shared binding stays");
+    assert_eq!(kept["spec"]["subjects"], json!([{"kind": "User", "name": carol}]));
+    home.ok(&["member", "remove", "--role", "developer", "--user", &alice]);
+    assert!(get("prb", &alice_binding, None).is_none(), "alice's own binding is deleted");
+    let gone = home.fails(&["member", "remove", "--role", "developer", "--user", &alice]);
+    assert!(gone.stderr.contains("does not have role developer"), "{}", gone.stderr);
+
+    let members = home.json(&["member", "list"]);
+    let mut who: Vec<(String, String, String)> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (
+                s("role"),
+                m["subject"]["name"].as_str().unwrap().to_owned(),
+                m["source"]["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    who.sort();
+    let mut expected = vec![
+        ("developer".into(), carol.clone(), "ProjectRoleBinding".into()),
+        ("viewer".into(), team.clone(), "ProjectRoleBinding".into()),
+        ("viewer".into(), "zenml-runner".into(), "ProjectRoleBinding".into()),
+        ("viewer".into(), "e2e-plg-auditors".into(), "Workspace".into()),
+    ];
+    expected.sort();
+    assert_eq!(who, expected);
+
+    // A RoleBinding made around the operator, and the audit.
+    let sneaky = unique("e2e-plg-sneaky");
+    let mut create = kubectl();
+    create.args(["-n", &project, "create", "rolebinding", &sneaky, "--clusterrole=edit", "--user=mallory"]);
+    run_ok_out(&mut create);
+    let audit = home.json(&["audit", "--workspace", &ws]);
+    assert_eq!(audit["kind"], "ZenMLAudit");
+    let unmanaged = audit["unmanagedRoleBindings"].as_array().unwrap();
+    assert!(
+        unmanaged.iter().any(|u| u["name"] == sneaky.as_str()
+            && u["namespace"] == project.as_str()
+            && u["roleRef"] == "ClusterRole/edit"),
+        "{unmanaged:?}"
+    );
+    assert!(
+        unmanaged.iter().all(|u| !u["name"].as_str().unwrap().starts_with("zenml-")),
+        "ours are not listed: {unmanaged:?}"
+    );
+    let expiring = audit["expiring"].as_array().unwrap();
+    assert_eq!(expiring.len(), 1, "{expiring:?}");
+    assert_eq!(
+        (expiring[0]["binding"].as_str(), expiring[0]["expired"].as_bool()),
+        (team_prb["metadata"]["name"].as_str(), Some(false))
+    );
+    assert!(audit["members"].as_array().unwrap().iter().any(|m| m["subject"]["name"] == carol.as_str()));
+    let narrow = home.json(&["audit", "--workspace", &ws, "--expiring-within", "1d"]);
+    assert_eq!(narrow["expiring"], json!([]), "the grant expires in two days");
+    let text = home.ok(&["audit", "-w", &ws]);
+    assert!(text.contains(&sneaky) && text.contains("mallory") && text.contains(&team), "{text}");
+}
+
+/// A workspace admin (through a Group, with the base `zenml-self-service` right), as a kubeconfig user that
+/// impersonates them: registers in their workspace, and is told clearly why not in another.
+#[tokio::test]
+async fn a_workspace_admin_registers_in_their_workspace_only() {
+    let mut t = Cleanup::new();
+    let home = Home::new("admin");
+    let group = unique("e2e-plg-admins");
+    let user = unique("e2e-plg-user");
+    let (mine, other) = (unique("e2e-plg-mine"), unique("e2e-plg-other"));
+    t.workspace(&mine, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": group}]}]}));
+    t.workspace(&other, json!({}));
+    let crb = unique("e2e-plg-selfservice");
+    t.cluster_role_bindings.push(crb.clone());
+    let mut create = kubectl();
+    create.args([
+        "create",
+        "clusterrolebinding",
+        &crb,
+        "--clusterrole=zenml-self-service",
+        &format!("--group={group}"),
+    ]);
+    run_ok_out(&mut create);
+
+    // The kubeconfig user: the admin's credentials, impersonating `user` in `group`.
+    let mut kc = home.kubeconfig();
+    let context = home.current_context();
+    let admin_user = home.context(&context)["user"].as_str().unwrap().to_owned();
+    let cluster = home.context(&context)["cluster"].as_str().unwrap().to_owned();
+    let mut impersonated =
+        kc["users"].as_array().unwrap().iter().find(|u| u["name"] == admin_user.as_str()).unwrap().clone();
+    impersonated["name"] = json!("impersonated");
+    impersonated["user"]["as"] = json!(user);
+    impersonated["user"]["as-groups"] = json!([group, "system:authenticated"]);
+    kc["users"].as_array_mut().unwrap().push(impersonated);
+    kc["contexts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "as-user", "context": {"cluster": cluster, "user": "impersonated"}}));
+    kc["current-context"] = json!("as-user");
+    std::fs::write(&home.config, serde_saphyr::to_string(&kc).unwrap()).unwrap();
+
+    // The workspace's delegation reaches the authorizer a moment after the operator writes it.
+    eventually(TIMEOUT, &format!("{user} may manage projects of {mine}"), || async {
+        let out = run(kubectl()
+            .args(["auth", "can-i", "manage-projects", &format!("workspaces.zenml.io/{mine}")])
+            .args([format!("--as={user}"), format!("--as-group={group}")]));
+        (out.stdout.trim() == "yes").then_some(())
+    })
+    .await;
+
+    let (id, name) = zenml_id("Admin");
+    t.project(&name);
+    let out = home.ok(&["project", "register", &id, "--workspace", &mine, "--set-default", "--timeout", WAIT]);
+    assert!(out.contains(&format!("namespace {name}")), "{out}");
+    let p = get("project", &name, None).expect("the Project");
+    assert_eq!(p["spec"]["workspace"], mine.as_str());
+    assert_eq!(home.context("as-user")["namespace"], name.as_str(), "--set-default makes it active");
+    let listed = home.json(&["project", "list", "--workspace", &mine]);
+    assert_eq!(item_names(&listed), std::slice::from_ref(&name));
+    // Their own project's members, as a project admin through the workspace.
+    home.ok(&["member", "list"]);
+
+    let (id_other, name_other) = zenml_id("Other");
+    t.project(&name_other);
+    let refused = home.fails(&["project", "register", &id_other, "--workspace", &other]);
+    assert!(
+        refused.stderr.contains("not allowed to create")
+            && refused.stderr.contains(&format!("projects of workspace {other}"))
+            && refused.stderr.contains("only its admins"),
+        "a clear Forbidden message: {}",
+        refused.stderr
+    );
+    assert!(get("project", &name_other, None).is_none());
+    // A project of the other workspace: the user sees it, but may not grant roles there or read its RoleBindings.
+    let theirs = unique("e2e-plg-theirs");
+    t.project(&theirs);
+    apply(
+        &json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": theirs}, "spec": {"workspace": other}}),
+    );
+    eventually(TIMEOUT, &format!("project {theirs} provisioned"), || async {
+        get("project", &theirs, None).filter(|p| p["status"]["namespace"] == theirs.as_str())
+    })
+    .await;
+    let refused =
+        home.fails(&["member", "add", "--role", "viewer", "--user", "someone", "-p", &theirs, "--timeout", "0"]);
+    assert!(
+        refused.stderr.contains("not allowed to create") && refused.stderr.contains("only its admins"),
+        "a clear Forbidden message: {}",
+        refused.stderr
+    );
+    let audit = home.json(&["audit", "--workspace", &other]);
+    let warnings = audit["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains(&format!("`list` on rolebindings.rbac.authorization.k8s.io in namespace {theirs}"))),
+        "the audit names the permission it lacks: {warnings:?}"
+    );
+}

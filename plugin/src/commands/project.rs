@@ -1,0 +1,335 @@
+//! `kubectl zenml project register|set|list|describe`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+use kube::runtime::wait::await_condition;
+use kube::{Api, ResourceExt};
+use zenml_operator::api::{Project, ProjectSpec};
+
+use super::{info, warn};
+use crate::bail;
+use crate::cli::{RegisterArgs, SetArgs};
+use crate::commands::member;
+use crate::error::{Error, Op, Result, code, is_forbidden};
+use crate::kubeconfig::{self, DefaultProject};
+use crate::names;
+use crate::output::{self, Format, dash, print_doc};
+use crate::session::{ENV_PROJECT, Origin, PROJECTS, Session, is_ready, namespace_of};
+
+/// Ready reasons that do not clear by themselves: waiting longer would not help.
+const STUCK: &[&str] = &["NamespaceConflict", "DuplicateProjectId", "MaxProjectsExceeded", "BudgetExceeded"];
+
+pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
+    names::validate_project_id(&a.project_id)?;
+    let id = a.project_id.as_str();
+    let Some(ws) = s.active_workspace().await else {
+        bail!("which workspace? pass --workspace (`kubectl zenml workspace list` shows them)");
+    };
+    match s.workspaces().get_opt(&ws).await {
+        Ok(Some(_)) => {}
+        Ok(None) => bail!("no workspace {ws:?} (`kubectl zenml workspace list` shows them)"),
+        Err(e) if is_forbidden(&e) => {}
+        Err(e) => return Err(Op::new("get", crate::session::WORKSPACES).name(&ws).err(e)),
+    }
+    match s.list_projects(Some(&ws)).await {
+        Ok(list) => {
+            if let Some(p) = list.iter().find(|p| p.spec.project_id.as_deref() == Some(id)) {
+                bail!(
+                    "project ID {id:?} is already registered in workspace {ws:?}, as Project {} (namespace {}); \
+                     `kubectl zenml project set {id}` makes it the active project",
+                    p.name_any(),
+                    namespace_of(p)
+                );
+            }
+        }
+        Err(e) if is_forbidden(&e) => {}
+        Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
+    }
+    let candidates = match &a.k8s_name {
+        Some(n) if !names::is_dns_label(n) => {
+            bail!("--k8s-name {n:?} must be a DNS-1123 label: at most 63 lowercase letters, digits and '-'")
+        }
+        Some(n) if names::is_reserved(n) => bail!("--k8s-name {n:?}: 'default' and 'kube-*' are protected namespaces"),
+        Some(n) => vec![n.clone()],
+        None => names::candidate_names(id, &ws),
+    };
+
+    let mut skipped = Vec::new();
+    let mut created = None;
+    for name in &candidates {
+        if taken(s, name).await? {
+            skipped.push(name.clone());
+            continue;
+        }
+        let project = Project::new(
+            name,
+            ProjectSpec {
+                workspace: ws.clone(),
+                display_name: a.display_name.clone(),
+                description: a.description.clone(),
+                project_id: Some(id.to_owned()),
+                ..Default::default()
+            },
+        );
+        match s.projects().create(&PostParams::default(), &project).await {
+            Ok(p) => {
+                created = Some(p);
+                break;
+            }
+            // Taken between the check and the create, or hidden from us: try the next name.
+            Err(e) if code(&e) == Some(409) => skipped.push(name.clone()),
+            Err(e) => return Err(Op::new("create", PROJECTS).name(name).err(e)),
+        }
+    }
+    let Some(project) = created else {
+        bail!(
+            "every name for project ID {id:?} is taken ({}) by other projects or namespaces: choose one with --k8s-name",
+            skipped.join(", ")
+        );
+    };
+    let name = project.name_any();
+    if !skipped.is_empty() {
+        info(s.format, format!("{} taken, so the project is named {name}", skipped.join(" and ")));
+    }
+    info(s.format, format!("Project {name} registered: ZenML ID {id:?}, workspace {ws:?}."));
+
+    let project = if a.timeout.is_zero() { project } else { wait_ready(s, &name, a.timeout).await? };
+    let ready = is_ready(&project);
+    if s.format != Format::Table {
+        print_doc(s.format, &output::object_doc(&project))?;
+    }
+    if !a.timeout.is_zero() && !ready {
+        let (_, reason, message) = ready_of(&project);
+        return Err(Error(format!(
+            "project {name} is not Ready{}: {reason}: {message}",
+            if is_stuck(&project) { String::new() } else { format!(" after {}", names::format_duration(a.timeout)) }
+        )));
+    }
+    if ready {
+        info(s.format, format!("Ready: namespace {}", namespace_of(&project)));
+    }
+    if a.set || a.set_default {
+        activate(s, &project, a.set_default)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` cannot be used: a Project has it, or a namespace that is no project's does.
+async fn taken(s: &Session, name: &str) -> Result<bool> {
+    match s.projects().get_opt(name).await {
+        Ok(Some(_)) => return Ok(true),
+        Ok(None) => {}
+        // Not allowed to look: the create says 409 if it is taken.
+        Err(e) if is_forbidden(&e) => {}
+        Err(e) => return Err(Op::new("get", PROJECTS).name(name).err(e)),
+    }
+    match Api::<Namespace>::all(s.client.clone()).get_opt(name).await {
+        Ok(found) => Ok(found.is_some()),
+        Err(e) if is_forbidden(&e) => Ok(false),
+        Err(e) => Err(Op::new("get", "namespaces").name(name).err(e)),
+    }
+}
+
+fn ready_of(p: &Project) -> (String, String, String) {
+    let conds = p.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    output::ready(conds, p.metadata.generation)
+}
+
+fn is_stuck(p: &Project) -> bool {
+    let (status, reason, _) = ready_of(p);
+    status == "False" && STUCK.contains(&reason.as_str())
+}
+
+/// Watches the project until it is Ready, is stuck, or `timeout` passes; returns it as last seen.
+async fn wait_ready(s: &Session, name: &str, timeout: Duration) -> Result<Project> {
+    let done = |p: Option<&Project>| p.is_none_or(|p| is_ready(p) || is_stuck(p));
+    let watched = tokio::time::timeout(timeout, await_condition(s.projects(), name, done)).await;
+    match watched {
+        Ok(Ok(Some(p))) => return Ok(p),
+        Ok(Ok(None)) => bail!("project {name} was deleted while waiting for it"),
+        // Timed out, or the watch was refused: poll for what remains of the time.
+        Ok(Err(_)) => {
+            let deadline = tokio::time::Instant::now() + timeout;
+            while tokio::time::Instant::now() < deadline {
+                match s.get_project(name).await? {
+                    Some(p) if is_ready(&p) || is_stuck(&p) => return Ok(p),
+                    Some(_) => {}
+                    None => bail!("project {name} was deleted while waiting for it"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Err(_) => {}
+    }
+    s.get_project(name).await?.ok_or_else(|| Error(format!("project {name} was deleted while waiting for it")))
+}
+
+pub async fn set(s: &mut Session, a: &SetArgs) -> Result<()> {
+    let ws = s.active_workspace().await;
+    let project = s.resolve_project(&a.project, ws.as_deref()).await?;
+    if s.format != Format::Table {
+        print_doc(s.format, &output::object_doc(&project))?;
+    }
+    activate(s, &project, a.default)
+}
+
+/// Makes `project` the active one (the context's namespace), and with `default` the user's default in its workspace.
+pub fn activate(s: &mut Session, project: &Project, default: bool) -> Result<()> {
+    let name = project.name_any();
+    let ns = namespace_of(project);
+    let ws = project.spec.workspace.clone();
+    let id = project.spec.project_id.clone();
+    let context = s.context.clone();
+    let Some(file) = s.files.context_file(&context).map(ToOwned::to_owned) else {
+        bail!("context {context:?} is not defined in any kubeconfig file");
+    };
+    s.writer.edit(&file, |d| {
+        kubeconfig::set_context_namespace(d, &context, &ns)?;
+        kubeconfig::update_context_workspace(d, &context, &ws)
+    })?;
+    info(
+        s.format,
+        format!(
+            "Active project: {name} (ZenML ID {}, workspace {ws}); context {context:?} now uses namespace {ns}.",
+            dash(id.as_deref())
+        ),
+    );
+    if default {
+        let entry = DefaultProject {
+            cluster: s.cluster.clone(),
+            user: s.user.clone().unwrap_or_default(),
+            workspace: ws.clone(),
+            project: name.clone(),
+            project_id: id.clone(),
+        };
+        let defaults = kubeconfig::with_default(s.files.default_projects(), entry);
+        let file = s.files.default_file().to_owned();
+        s.writer.edit(&file, |d| kubeconfig::set_default_projects(d, &defaults))?;
+        info(
+            s.format,
+            format!(
+                "Default project of workspace {ws} for user {} on cluster {}: {name} (kept in {}, preferences.extensions[zenml.io]).",
+                dash(s.user.as_deref()),
+                s.cluster,
+                file.display()
+            ),
+        );
+    }
+    s.reload_files()?;
+    if !is_ready(project) {
+        let (_, reason, message) = ready_of(project);
+        warn(format!("project {name} is not Ready yet: {reason}: {message}"));
+    }
+    if let Some(env) = &s.env_project {
+        warn(format!("{ENV_PROJECT}={env} is set: it overrides the active project until you unset it"));
+    }
+    Ok(())
+}
+
+pub async fn list(s: &Session) -> Result<()> {
+    let projects = match s.list_projects(s.workspace_flag.as_deref()).await {
+        Ok(p) => p,
+        Err(e) if is_forbidden(&e) => {
+            // Not allowed to list: show the active project, if it can be read.
+            warn(Op::new("list", PROJECTS).err(e).0);
+            s.active_project(None).await.map(|(p, _)| vec![p]).unwrap_or_default()
+        }
+        Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
+    };
+    if s.format != Format::Table {
+        return print_doc(s.format, &output::list_doc(&projects));
+    }
+    if projects.is_empty() {
+        println!("No projects found.");
+        return Ok(());
+    }
+    let active = s.active_project(None).await.ok().map(|(p, _)| p.name_any());
+    let rows: Vec<Vec<String>> = projects
+        .iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let quota = status.quota.unwrap_or_default();
+            vec![
+                if active.as_deref() == Some(p.name_any().as_str()) { "*".into() } else { String::new() },
+                p.name_any(),
+                dash(p.spec.project_id.as_deref()),
+                p.spec.workspace.clone(),
+                output::ready_cell(&status.conditions, p.metadata.generation),
+                output::quota_cell(&quota.hard, &quota.used),
+                output::members_cell(&status.members),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        output::table(&["ACTIVE", "NAME", "PROJECT ID", "WORKSPACE", "READY", "QUOTA (USED/HARD)", "MEMBERS"], &rows)
+    );
+    Ok(())
+}
+
+pub async fn describe(s: &Session, reference: Option<&str>) -> Result<()> {
+    let (p, origin) = s.active_project(reference).await?;
+    if s.format != Format::Table {
+        return print_doc(s.format, &output::object_doc(&p));
+    }
+    let status = p.status.clone().unwrap_or_default();
+    let (ready, reason, message) = output::ready(&status.conditions, p.metadata.generation);
+    let active = match (origin, s.active_project(None).await) {
+        (Origin::Env, _) => format!("yes (from {ENV_PROJECT})"),
+        (Origin::Context, _) => format!("yes (namespace of context {:?})", s.context),
+        (Origin::Argument, Ok((a, o))) if a.name_any() == p.name_any() => {
+            if o == Origin::Env {
+                format!("yes (from {ENV_PROJECT})")
+            } else {
+                "yes".into()
+            }
+        }
+        _ => "no".into(),
+    };
+    let field = |k: &str, v: String| println!("{:<14}{v}", format!("{k}:"));
+    field("Name", p.name_any());
+    field("Project ID", dash(p.spec.project_id.as_deref()));
+    field("Display name", dash(p.spec.display_name.as_deref()));
+    field("Description", dash(p.spec.description.as_deref()));
+    field("Workspace", p.spec.workspace.clone());
+    field("Namespace", dash(status.namespace.as_deref()));
+    field("Active", active);
+    field("Ready", if ready == "True" { ready } else { format!("{ready} ({reason}): {message}") });
+    if !status.conditions.is_empty() {
+        println!("Conditions:");
+        let rows: Vec<Vec<String>> = status
+            .conditions
+            .iter()
+            .map(|c| vec![c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()])
+            .collect();
+        println!("{}", indent(&output::table(&["TYPE", "STATUS", "REASON", "MESSAGE"], &rows)));
+    }
+    let quota = status.quota.clone().unwrap_or_default();
+    if quota.hard.is_empty() {
+        field("Quota", "none".into());
+    } else {
+        println!("Quota:");
+        let rows: Vec<Vec<String>> = quota
+            .hard
+            .iter()
+            .map(|(k, h)| vec![k.clone(), quota.used.get(k).map_or("0".into(), |q| q.0.clone()), h.0.clone()])
+            .collect();
+        println!("{}", indent(&output::table(&["RESOURCE", "USED", "HARD"], &rows)));
+    }
+    field("Members", output::members_cell(&status.members));
+    let mut warnings = Vec::new();
+    let members = member::members_of_project(s, &p, &mut warnings).await;
+    if !members.is_empty() {
+        println!("{}", indent(&member::members_table(&members, false)));
+    }
+    for w in warnings {
+        warn(w);
+    }
+    Ok(())
+}
+
+pub fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,320 @@
+//! One invocation's view of the cluster: the kubeconfig context in use, a client for it, and how the active
+//! workspace and project are found.
+//!
+//! The **active project** is, first match wins: the project a command names (`--project`, or a positional
+//! argument), `ZENML_ACTIVE_PROJECT_ID`, the Project whose namespace the kubeconfig context uses. The **active
+//! workspace**, in which ZenML project IDs are resolved, is `--workspace`, else the active project's workspace, else
+//! the workspace the context was made for (`kubectl zenml workspace use`).
+
+use std::path::Path;
+
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use zenml_operator::api::{Project, ProjectRoleBinding, Workspace};
+
+use crate::bail;
+use crate::error::{Error, Op, Result, is_forbidden};
+use crate::kubeconfig::{self, Files, Writer};
+use crate::names;
+use crate::output::Format;
+
+/// The environment variable that overrides the active project, as in ZenML.
+pub const ENV_PROJECT: &str = "ZENML_ACTIVE_PROJECT_ID";
+
+pub const PROJECTS: &str = "projects.zenml.io";
+pub const WORKSPACES: &str = "workspaces.zenml.io";
+pub const BINDINGS: &str = "projectrolebindings.zenml.io";
+
+/// Where the active project came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Named on the command line.
+    Argument,
+    /// `ZENML_ACTIVE_PROJECT_ID`.
+    Env,
+    /// The namespace of the kubeconfig context.
+    Context,
+}
+
+pub struct Session {
+    pub client: Client,
+    pub files: Files,
+    /// The kubeconfig context in use (`--context`, else the current one).
+    pub context: String,
+    pub cluster: String,
+    pub user: Option<String>,
+    pub namespace: Option<String>,
+    /// The workspace the context was made for, if `workspace use` made it.
+    pub context_workspace: Option<String>,
+    pub workspace_flag: Option<String>,
+    pub env_project: Option<String>,
+    pub format: Format,
+    pub writer: Writer,
+}
+
+impl Session {
+    pub async fn new(
+        kubeconfig_flag: Option<&Path>,
+        context_flag: Option<&str>,
+        workspace_flag: Option<String>,
+        format: Format,
+    ) -> Result<Session> {
+        let (paths, explicit) = kubeconfig::locate(kubeconfig_flag)?;
+        let files = Files::read(&paths, explicit)?;
+        let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        if files.existing().next().is_none() {
+            bail!("no kubeconfig file found (looked at {shown}); set KUBECONFIG or pass --kubeconfig");
+        }
+        let context = match context_flag.or(files.current_context()) {
+            Some(c) => c.to_owned(),
+            None => bail!("no current context in {shown}: pass --context, or `kubectl config use-context NAME`"),
+        };
+        let Some(body) = files.context(&context) else {
+            bail!("context {context:?} is not defined in {shown} (`kubectl config get-contexts` lists them)");
+        };
+        let cluster = body.get_str("cluster").unwrap_or_default().to_owned();
+        let user = body.get_str("user").map(str::to_owned);
+        let namespace = body.get_str("namespace").filter(|n| !n.is_empty()).map(str::to_owned);
+        let context_workspace = kubeconfig::context_workspace(body);
+
+        // kube reads each file itself (it resolves relative certificate paths against each file's directory) and
+        // merges them as kubectl does.
+        let mut merged = Kubeconfig::default();
+        for f in files.existing() {
+            let one = Kubeconfig::read_from(&f.path)
+                .map_err(|e| format!("cannot load kubeconfig {}: {e}", f.path.display()))?;
+            merged = merged.merge(one).map_err(|e| format!("cannot merge kubeconfig {}: {e}", f.path.display()))?;
+        }
+        let options = KubeConfigOptions { context: Some(context.clone()), cluster: None, user: None };
+        let config = Config::from_custom_kubeconfig(merged, &options)
+            .await
+            .map_err(|e| format!("cannot use context {context:?}: {e}"))?;
+        let client = Client::try_from(config).map_err(|e| format!("cannot make a client for {context:?}: {e}"))?;
+        let env_project = std::env::var(ENV_PROJECT).ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().into());
+        Ok(Session {
+            client,
+            files,
+            context,
+            cluster,
+            user,
+            namespace,
+            context_workspace,
+            workspace_flag,
+            env_project,
+            format,
+            writer: Writer::default(),
+        })
+    }
+
+    pub fn projects(&self) -> Api<Project> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn workspaces(&self) -> Api<Workspace> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn bindings(&self) -> Api<ProjectRoleBinding> {
+        Api::all(self.client.clone())
+    }
+
+    /// Re-reads the kubeconfig files (after this run changed them).
+    pub fn reload_files(&mut self) -> Result<()> {
+        let paths: Vec<_> = self.files.files.iter().map(|f| f.path.clone()).collect();
+        self.files = Files::read(&paths, self.files.explicit)?;
+        Ok(())
+    }
+
+    /// Projects, of one workspace (a server-side field selector) or all that can be listed.
+    pub async fn list_projects(&self, workspace: Option<&str>) -> Result<Vec<Project>, kube::Error> {
+        let lp = match workspace {
+            Some(w) => ListParams::default().fields(&format!("spec.workspace={w}")),
+            None => ListParams::default(),
+        };
+        let mut items = self.projects().list(&lp).await?.items;
+        items.sort_by(|a, b| {
+            (&a.spec.workspace, a.metadata.name.as_deref()).cmp(&(&b.spec.workspace, b.metadata.name.as_deref()))
+        });
+        Ok(items)
+    }
+
+    pub async fn get_project(&self, name: &str) -> Result<Option<Project>> {
+        self.projects().get_opt(name).await.map_err(|e| Op::new("get", PROJECTS).name(name).err(e))
+    }
+
+    pub async fn get_workspace(&self, name: &str) -> Result<Option<Workspace>> {
+        self.workspaces().get_opt(name).await.map_err(|e| Op::new("get", WORKSPACES).name(name).err(e))
+    }
+
+    /// The Project whose namespace the context uses, if any (and if it can be read).
+    pub async fn context_project(&self) -> Option<Project> {
+        let ns = self.namespace.as_deref()?;
+        if !names::is_dns_label(ns) {
+            return None;
+        }
+        self.projects().get_opt(ns).await.ok().flatten()
+    }
+
+    /// The workspace the context points at: its project's, else the one it was made for.
+    async fn context_workspace_hint(&self) -> Option<String> {
+        match self.context_project().await {
+            Some(p) => Some(p.spec.workspace),
+            None => self.context_workspace.clone(),
+        }
+    }
+
+    /// The active workspace: `--workspace`, else the active project's, else the context's.
+    pub async fn active_workspace(&self) -> Option<String> {
+        if let Some(w) = &self.workspace_flag {
+            return Some(w.clone());
+        }
+        if let Some(id) = &self.env_project {
+            let hint = self.context_workspace_hint().await;
+            if let Ok(p) = self.resolve_project(id, hint.as_deref()).await {
+                return Some(p.spec.workspace);
+            }
+        }
+        self.context_workspace_hint().await
+    }
+
+    /// The project a command acts on, and where that choice came from.
+    pub async fn active_project(&self, explicit: Option<&str>) -> Result<(Project, Origin)> {
+        if let Some(reference) = explicit {
+            let ws = self.active_workspace().await;
+            return Ok((self.resolve_project(reference, ws.as_deref()).await?, Origin::Argument));
+        }
+        if let Some(id) = &self.env_project {
+            let ws = match &self.workspace_flag {
+                Some(w) => Some(w.clone()),
+                None => self.context_workspace_hint().await,
+            };
+            let p =
+                self.resolve_project(id, ws.as_deref()).await.map_err(|e| Error(format!("{ENV_PROJECT}={id}: {e}")))?;
+            return Ok((p, Origin::Env));
+        }
+        let Some(ns) = &self.namespace else {
+            bail!(
+                "no active project: context {:?} sets no namespace. Run `kubectl zenml project set <PROJECT>`, set \
+                 {ENV_PROJECT}, or pass --project",
+                self.context
+            );
+        };
+        if names::is_dns_label(ns)
+            && let Some(p) = self.get_project(ns).await?
+        {
+            return Ok((p, Origin::Context));
+        }
+        bail!(
+            "no active project: namespace {ns:?} of context {:?} is not a ZenML project. Run `kubectl zenml project \
+             set <PROJECT>`, set {ENV_PROJECT}, or pass --project",
+            self.context
+        )
+    }
+
+    /// Finds a project by ZenML ID (within `workspace` when given) or by Kubernetes name.
+    pub async fn resolve_project(&self, reference: &str, workspace: Option<&str>) -> Result<Project> {
+        let id_matches = |p: &Project| p.spec.project_id.as_deref() == Some(reference);
+        let mut unseen = Vec::new();
+        if let Some(ws) = workspace {
+            match self.list_projects(Some(ws)).await {
+                Ok(list) => {
+                    if let Some(p) = list.into_iter().find(id_matches) {
+                        return Ok(p);
+                    }
+                }
+                Err(e) if is_forbidden(&e) => unseen.push(Op::new("list", PROJECTS).permission()),
+                Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
+            }
+        }
+        if names::is_dns_label(reference) {
+            match self.projects().get_opt(reference).await {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => {}
+                Err(e) if is_forbidden(&e) => unseen.push(Op::new("get", PROJECTS).name(reference).permission()),
+                Err(e) => return Err(Op::new("get", PROJECTS).name(reference).err(e)),
+            }
+        }
+        match self.list_projects(None).await {
+            Ok(list) => {
+                let found: Vec<Project> = list.into_iter().filter(id_matches).collect();
+                let places = found
+                    .iter()
+                    .map(|p| format!("{} in workspace {}", p.metadata.name.as_deref().unwrap_or("?"), p.spec.workspace))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match (workspace, found.len()) {
+                    (None, 1) => return Ok(found.into_iter().next().expect("one")),
+                    (None, n) if n > 1 => bail!(
+                        "project ID {reference:?} is in several workspaces ({places}): pass --workspace, or the \
+                         project's Kubernetes name"
+                    ),
+                    (Some(ws), n) if n > 0 => bail!(
+                        "no project with ID {reference:?} in workspace {ws:?}, but there is {places}: pass \
+                         --workspace, or the project's Kubernetes name"
+                    ),
+                    _ => {}
+                }
+            }
+            Err(e) if is_forbidden(&e) => {
+                let p = Op::new("list", PROJECTS).permission();
+                if !unseen.contains(&p) {
+                    unseen.push(p);
+                }
+            }
+            Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
+        }
+        let scope = workspace.map(|w| format!(" in workspace {w:?}")).unwrap_or_default();
+        let mut msg = format!(
+            "no such project {reference:?}: no project has that ZenML ID{scope}, and no Project has that name. \
+             `kubectl zenml project list` shows the projects you can see"
+        );
+        if !unseen.is_empty() {
+            msg.push_str(&format!(" (some were not visible: you lack {})", unseen.join(" and ")));
+        }
+        Err(Error(msg))
+    }
+
+    /// Every workspace that can be seen: listed, or when that is not allowed, those of the visible projects.
+    pub async fn visible_workspaces(&self, warnings: &mut Vec<String>) -> Result<Vec<Workspace>> {
+        match self.workspaces().list(&ListParams::default()).await {
+            Ok(list) => {
+                let mut items = list.items;
+                items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                Ok(items)
+            }
+            Err(e) if is_forbidden(&e) => {
+                warnings.push(format!(
+                    "not allowed to list workspaces (needs {}); showing those of the projects you can see",
+                    Op::new("list", WORKSPACES).permission()
+                ));
+                let projects = self.list_projects(None).await.map_err(|e| Op::new("list", PROJECTS).err(e))?;
+                let mut names: Vec<String> = projects.into_iter().map(|p| p.spec.workspace).collect();
+                names.sort();
+                names.dedup();
+                let mut items = Vec::new();
+                for n in names {
+                    match self.workspaces().get_opt(&n).await {
+                        Ok(Some(w)) => items.push(w),
+                        Ok(None) => {}
+                        Err(e) if is_forbidden(&e) => items.push(Workspace::new(&n, Default::default())),
+                        Err(e) => return Err(Op::new("get", WORKSPACES).name(&n).err(e)),
+                    }
+                }
+                Ok(items)
+            }
+            Err(e) => Err(Op::new("list", WORKSPACES).err(e)),
+        }
+    }
+}
+
+/// `True` when `p`'s Ready condition is true for its current generation.
+pub fn is_ready(p: &Project) -> bool {
+    let conds = p.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    crate::output::ready(conds, p.metadata.generation).0 == "True"
+}
+
+/// The namespace of a project (its name; the status confirms it once provisioned).
+pub fn namespace_of(p: &Project) -> String {
+    p.status.as_ref().and_then(|s| s.namespace.clone()).or_else(|| p.metadata.name.clone()).unwrap_or_default()
+}
