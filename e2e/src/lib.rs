@@ -5,6 +5,7 @@
 //! therefore use names from [`unique`], clean up after itself, tolerate running in parallel
 //! with other tests, and assume nothing that only the local cluster provides.
 
+pub mod bench;
 pub mod operator;
 
 use std::fmt::Debug;
@@ -109,6 +110,50 @@ fn pick_kubectl(server_minor: Option<u32>, dir: &Path, fallback: PathBuf) -> Pat
         .find(|m| available.contains(m))
         .or_else(|| available.iter().copied().filter(|&m| m <= server).max())
         .map_or(fallback, |m| dir.join(format!("kubectl.1.{m}")))
+}
+
+/// The repository's Helm chart.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/zenml-operator")
+}
+
+/// A `helm` for the test cluster (the child gets `KUBECONFIG` when there is one; `helm template` and
+/// `helm lint` need none).
+///
+/// `HELM` overrides the choice. Otherwise the helm that `e2e/cluster helm` builds from the version
+/// `e2e/helm/go.mod` pins and caches in `${XDG_CACHE_HOME:-~/.cache}/zenml-operator/helm/<version>/helm`;
+/// if it is not there yet, it is built now (a few minutes, once).
+pub fn helm() -> Command {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    let program = HELM.get_or_init(|| {
+        if let Some(helm) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
+            return PathBuf::from(helm);
+        }
+        if let Some(cached) = cached_helm().filter(|p| p.exists()) {
+            return cached;
+        }
+        eprintln!("helm is not built yet: running `e2e/cluster helm` (once; it takes a few minutes)");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster");
+        let out = run(Command::new(&script).arg("helm").stderr(std::process::Stdio::inherit()));
+        assert!(out.success(), "`e2e/cluster helm` failed; run it to see why, or set HELM to a helm v3 binary");
+        PathBuf::from(out.stdout.trim())
+    });
+    let mut cmd = Command::new(program);
+    if let Some(kc) = kubeconfig() {
+        cmd.env("KUBECONFIG", kc);
+    }
+    cmd
+}
+
+/// Where `e2e/cluster helm` puts the helm of the version `e2e/helm/go.mod` pins.
+fn cached_helm() -> Option<PathBuf> {
+    let go_mod = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/go.mod")).ok()?;
+    let version = go_mod.lines().find_map(|l| l.strip_prefix("require helm.sh/helm/v3 "))?.split_whitespace().next()?;
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("zenml-operator/helm").join(version).join("helm"))
 }
 
 /// `prefix` plus a short suffix unique across tests, threads and concurrent runs (time, pid

@@ -2,6 +2,11 @@
 //!
 //! Each operator runs under a tiny shell wrapper that reads its stdin: when the test process exits for any reason, the
 //! pipe closes and the wrapper stops the operator, so no run leaves one behind.
+//!
+//! With `ZENML_E2E_IMPERSONATE=1` (`make e2e` sets it) every operator runs as the Helm chart's ServiceAccount instead
+//! of as cluster-admin: the chart's RBAC is rendered and applied for namespace [`OPERATOR_NAMESPACE`], and the
+//! operator gets a kubeconfig whose user impersonates that ServiceAccount. A permission the chart lacks then fails
+//! the test that needs it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,6 +25,113 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Namespace of the chart's ServiceAccount when impersonating: the release namespace the tests render the chart for.
+/// It is `default`, where every operator the tests start keeps its leader Lease whether it impersonates or not (and
+/// where `make demo`'s does), so that runs of either kind on one cluster elect one leader among them rather than
+/// fight, and [`shared`] can tell whose operator leads.
+pub const OPERATOR_NAMESPACE: &str = "default";
+/// The chart's ServiceAccount for a release named `zenml-operator`.
+pub const SERVICE_ACCOUNT: &str = "zenml-operator";
+/// ClusterRoles besides the four built-in ones that the impersonated operator may bind (the chart's `customRoles`):
+/// the custom role of `examples/`.
+pub const CUSTOM_ROLES: &[&str] = &["zenml-pipeline-runner"];
+/// The groups a ServiceAccount's requests carry.
+const SERVICE_ACCOUNT_GROUPS: [&str; 3] =
+    ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"];
+
+/// True when operators run as the chart's ServiceAccount (`ZENML_E2E_IMPERSONATE=1`).
+pub fn impersonating() -> bool {
+    matches!(std::env::var("ZENML_E2E_IMPERSONATE").as_deref(), Ok("1" | "true" | "yes"))
+}
+
+/// The user name the operator acts as when impersonating.
+pub fn service_account_user() -> String {
+    format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}")
+}
+
+/// Namespace of the leader Lease of an operator started without `--lease-namespace`.
+pub fn lease_namespace() -> &'static str {
+    OPERATOR_NAMESPACE
+}
+
+/// `helm template` of the chart as the tests install it for impersonation: release `zenml-operator` in
+/// [`OPERATOR_NAMESPACE`], [`CUSTOM_ROLES`] bindable, only the objects that make up the operator's identity and RBAC.
+pub fn chart_rbac() -> String {
+    let custom_roles = format!("customRoles={{{}}}", CUSTOM_ROLES.join(","));
+    crate::run_ok(
+        crate::helm()
+            .args(["template", "zenml-operator"])
+            .arg(crate::chart_dir())
+            .args(["--namespace", OPERATOR_NAMESPACE, "--set", &custom_roles])
+            .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"]),
+    )
+}
+
+/// Applies the chart's ServiceAccount and RBAC (once per test binary; idempotent across binaries and runs) and
+/// writes a kubeconfig that impersonates the ServiceAccount. Returns its path.
+fn impersonation() -> &'static PathBuf {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        let manifests = chart_rbac();
+        // Server-side apply owns every field it sets: rules removed from the chart are removed here too.
+        let out = crate::run_stdin(
+            crate::kubectl().args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=zenml-e2e",
+                "-f",
+                "-",
+            ]),
+            &manifests,
+        );
+        assert!(out.success(), "cannot apply the chart's RBAC: {}{}", out.stdout, out.stderr);
+        // RBAC takes effect when the API server's informers see it, a moment after the write.
+        let user = service_account_user();
+        let start = Instant::now();
+        loop {
+            let can = crate::run(crate::kubectl().args(["auth", "can-i", "list", "projects.zenml.io", "--as", &user]));
+            if can.stdout.trim() == "yes" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{user} still may not list projects: {can:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let source = crate::kubeconfig().expect("a kubeconfig");
+        let mut kubeconfig = kube::config::Kubeconfig::read_from(&source)
+            .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", source.display()));
+        for named in &mut kubeconfig.auth_infos {
+            let auth = named.auth_info.get_or_insert_with(Default::default);
+            auth.impersonate = Some(user.clone());
+            auth.impersonate_groups = Some(SERVICE_ACCOUNT_GROUPS.iter().map(|g| g.to_string()).collect());
+        }
+        let path = log_dir().join(format!("kubeconfig-as-{SERVICE_ACCOUNT}-{}.json", std::process::id()));
+        // JSON is YAML; the file holds the same credentials as the source, so it is private like it.
+        let json = serde_json::to_string_pretty(&kubeconfig).expect("a kubeconfig serializes");
+        write_private(&path, &json);
+        path
+    })
+}
+
+fn write_private(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    f.write_all(contents.as_bytes()).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+fn log_dir() -> PathBuf {
+    let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    logs
+}
+
 pub struct Operator {
     wrapper: Child,
     stdin: Option<ChildStdin>,
@@ -35,12 +147,17 @@ fn free_port() -> u16 {
 }
 
 impl Operator {
-    /// Starts an operator with `args` after `run`, and waits until its caches are synced.
+    /// Starts an operator with `args` after `run`, and waits until its caches are synced. When [`impersonating`], it
+    /// runs as the chart's ServiceAccount, in namespace [`OPERATOR_NAMESPACE`] (its `--namespace` and lease
+    /// namespace), as the chart runs it.
     pub fn start(args: &[&str]) -> Operator {
         let addr = format!("127.0.0.1:{}", free_port());
-        let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
-        std::fs::create_dir_all(&logs).expect("a log directory");
-        let log = logs.join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
+        let log = log_dir().join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
+        let impersonate = impersonating().then(impersonation);
+        let own_namespace: &[&str] = match impersonate {
+            Some(_) => &["--namespace", OPERATOR_NAMESPACE, "--lease-namespace", OPERATOR_NAMESPACE],
+            None => &[],
+        };
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(r#"bin=$1; log=$2; shift 2; "$bin" run "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
@@ -48,10 +165,11 @@ impl Operator {
             .arg(binary())
             .arg(&log)
             .args(["--metrics-addr", &addr])
+            .args(own_namespace)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        if let Some(kc) = crate::kubeconfig() {
+        if let Some(kc) = impersonate.cloned().or_else(crate::kubeconfig) {
             cmd.env("KUBECONFIG", kc);
         }
         let mut wrapper = cmd.spawn().expect("sh starts");
@@ -133,6 +251,18 @@ impl Drop for Operator {
 
 /// Identity prefix of operators started by tests, in the leader Lease.
 pub const E2E_IDENTITY: &str = "e2e-";
+/// Identity prefix of operators started by tests that impersonate the chart's ServiceAccount.
+pub const E2E_SA_IDENTITY: &str = "e2e-sa-";
+
+/// Whether the lease holder is an operator of a test run of this run's kind: impersonating the chart's
+/// ServiceAccount or not. A run served by an operator of the other kind would test the wrong permissions.
+fn ours(holder: &str) -> bool {
+    if impersonating() {
+        holder.starts_with(E2E_SA_IDENTITY)
+    } else {
+        holder.starts_with(E2E_IDENTITY) && !holder.starts_with(E2E_SA_IDENTITY)
+    }
+}
 
 /// The operator shared by the tests of one test binary, started on first use; it stops when the binary exits.
 ///
@@ -143,7 +273,8 @@ pub fn shared() -> &'static Operator {
     static SHARED: OnceLock<Operator> = OnceLock::new();
     SHARED.get_or_init(|| {
         crate::install_crds();
-        let instance = format!("{E2E_IDENTITY}{}", std::process::id());
+        let prefix = if impersonating() { E2E_SA_IDENTITY } else { E2E_IDENTITY };
+        let instance = format!("{prefix}{}", std::process::id());
         let op = Operator::start(&["--instance", &instance]);
         let start = Instant::now();
         loop {
@@ -155,21 +286,55 @@ pub fn shared() -> &'static Operator {
                 "lease",
                 "zenml-operator",
                 "-n",
-                "default",
+                lease_namespace(),
                 "-o",
                 "jsonpath={.spec.holderIdentity}",
             ]))
             .stdout;
-            if holder.starts_with(E2E_IDENTITY) {
+            if ours(&holder) {
                 break;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "another zenml-operator ({holder:?}) leads this cluster, so the tests would exercise it instead of this \
-                 build; stop it first (`make demo`'s: make cluster-down, or kill it)"
+                 build{}; stop it first (`make demo`'s: make cluster-down, or kill it)",
+                if impersonating() { " as the chart's ServiceAccount" } else { "" }
             );
             std::thread::sleep(Duration::from_millis(200));
         }
         op
     })
+}
+
+impl Operator {
+    /// Starts `bin run --metrics-addr <free port> <args>` with `env` added (which may override `KUBECONFIG`), and
+    /// waits until `/readyz` answers 200. Unlike [`Operator::start`], nothing is implied (no impersonation, no
+    /// namespace flags): the benchmark chooses the binary (a release build), the identity and the lease itself. With
+    /// leader election, a standby is ready too: check `zenml_operator_leader` to know it leads.
+    pub fn start_with(bin: &std::path::Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Operator {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = log_dir().join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"bin=$1; log=$2; shift 2; "$bin" run "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
+            .arg("sh")
+            .arg(bin)
+            .arg(&log)
+            .args(["--metrics-addr", &addr])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(kc) = crate::kubeconfig() {
+            cmd.env("KUBECONFIG", kc);
+        }
+        cmd.envs(env.iter().copied());
+        let mut wrapper = cmd.spawn().expect("sh starts");
+        let mut line = String::new();
+        BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
+        let pid = line.trim().parse().expect("a pid");
+        let stdin = wrapper.stdin.take();
+        let op = Operator { wrapper, stdin, pid, addr, log };
+        op.wait_ready(Duration::from_secs(60));
+        op
+    }
 }

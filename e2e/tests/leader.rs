@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::operator::Operator;
+use e2e::operator::{self, Operator};
 use e2e::{eventually, install_crds, kubectl, run, run_ok, run_stdin, unique};
 
 fn ready(project: &str) -> bool {
@@ -70,8 +70,9 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_crash() {
     run_ok(kubectl().args(["delete", "workspace", &ws, "--timeout=60s"]));
     b.stop();
     // A clean stop gives the lease up at once.
-    let holder =
-        run(kubectl().args(["get", "lease", &lease, "-n", "default", "-o", "jsonpath={.spec.holderIdentity}"]));
+    let ns = operator::lease_namespace();
+    let holder = run(kubectl().args(["get", "lease", &lease, "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"]));
+    assert!(holder.success(), "{}", holder.stderr);
     assert_eq!(holder.stdout, "", "the lease is released on shutdown");
-    run(kubectl().args(["delete", "lease", &lease, "-n", "default"]));
+    run(kubectl().args(["delete", "lease", &lease, "-n", ns]));
 }
