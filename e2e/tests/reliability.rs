@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::operator::Operator;
 use e2e::{eventually, install_crds, kubectl, run, run_ok, run_stdin, unique};
 use serde_json::Value;
 
-static TURNS: Mutex<()> = Mutex::new(());
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn full() -> bool {
     std::env::var("ZENML_E2E_FULL").is_ok_and(|v| v == "1")
@@ -178,7 +178,7 @@ async fn delete_all(ws: &str, projects: &BTreeSet<String>) {
 
 #[tokio::test]
 async fn crash_anywhere_converges_to_exactly_the_desired_objects() {
-    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURNS.lock().await;
     install_crds();
     let (n, kills) = if full() { (200, 10) } else { (30, 3) };
     let lease = unique("e2e-crash");
@@ -209,7 +209,7 @@ async fn crash_anywhere_converges_to_exactly_the_desired_objects() {
 
 #[tokio::test]
 async fn a_project_deleted_while_no_operator_runs_is_finished_when_one_comes_back() {
-    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURNS.lock().await;
     install_crds();
     let lease = unique("e2e-down");
     let ws = unique("e2e-down-ws");
@@ -242,7 +242,7 @@ async fn a_project_deleted_while_no_operator_runs_is_finished_when_one_comes_bac
 fn local_cluster() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cluster");
     let local = dir.join("kubeconfig");
-    let ours = std::env::var_os("KUBECONFIG").is_none_or(|k| PathBuf::from(k) == local);
+    let ours = std::env::var_os("KUBECONFIG").is_none_or(|k| k == local);
     (ours && dir.join("pids/kube-apiserver.args").exists()).then_some(dir)
 }
 
@@ -254,7 +254,7 @@ fn cluster(args: &[&str]) {
 
 #[tokio::test]
 async fn api_outages_are_ridden_out_with_backoff() {
-    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURNS.lock().await;
     let Some(dir) = local_cluster() else {
         println!(
             "skipped: restarting etcd and kube-apiserver needs the local control plane (e2e/cluster up, started by this version)"
@@ -328,7 +328,7 @@ fn has_configmap(ns: &str, name: &str) -> bool {
 
 #[tokio::test]
 async fn a_random_sequence_never_touches_what_is_not_ours() {
-    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURNS.lock().await;
     install_crds();
     let steps = if full() { 100 } else { 25 };
     let mut rng = Rng::seeded();
