@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER := e2e/cluster
 
-.PHONY: test fmt-check clippy unit e2e cluster-up cluster-down demo crds
+.PHONY: test fmt-check clippy unit e2e cluster-up cluster-down demo crds helm lint-chart bench
 
 ## test: everything CI checks
 test: fmt-check clippy unit e2e
@@ -17,14 +17,18 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test -p zenml-operator
+	$(CARGO) test --workspace --exclude e2e
 
 ## e2e: end-to-end tests against $KUBECONFIG, or else the local cluster (started if needed
-## and left running, so the next run starts instantly; `make cluster-down` stops it)
+## and left running, so the next run starts instantly; `make cluster-down` stops it).
+## Every operator runs as the Helm chart's ServiceAccount (impersonated), so a permission the chart
+## lacks fails a test; ZENML_E2E_IMPERSONATE=0 runs them as cluster-admin instead.
+ZENML_E2E_IMPERSONATE ?= 1
 e2e:
-	$(CARGO) build -p zenml-operator
+	$(CARGO) build -p zenml-operator -p kubectl-zenml
+	export HELM="$${HELM:-$$($(CLUSTER) helm)}"; \
 	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
-	$(CARGO) test -p e2e -- --test-threads=4
+	ZENML_E2E_IMPERSONATE=$(ZENML_E2E_IMPERSONATE) $(CARGO) test -p e2e -- --test-threads=4
 
 cluster-up:
 	$(CLUSTER) up
@@ -40,3 +44,21 @@ demo:
 crds:
 	$(CARGO) run --quiet -p zenml-operator -- crds --out-dir crds
 	cp crds/*.yaml charts/zenml-operator/crds/
+
+## helm: build (once) the pinned helm into the cache and print its path
+helm:
+	@$(CLUSTER) helm
+
+## lint-chart: helm lint --strict of charts/zenml-operator
+lint-chart:
+	"$$($(CLUSTER) helm)" lint --strict charts/zenml-operator
+
+## bench: the benchmark of docs/benchmarks.md with N projects (default 1000) against $KUBECONFIG, or else the local
+## cluster (started if needed); release builds of the operator and the benchmark. BENCH_ARGS adds flags, e.g.
+## BENCH_ARGS="--idle-seconds 60" (see `cargo run --release -p e2e --bin bench -- --help`).
+N ?= 1000
+bench:
+	$(CARGO) build --release -p zenml-operator
+	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
+	ZENML_OPERATOR_BIN="$(CURDIR)/target/release/zenml-operator" \
+		$(CARGO) run --release -p e2e --bin bench -- --projects $(N) $(BENCH_ARGS)
