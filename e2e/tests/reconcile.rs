@@ -1451,7 +1451,7 @@ async fn provisioning_is_told_in_events() {
         format!("RoleBinding {p}/zenml-runner"),
         format!("RoleBinding {p}/zenml-workspace-viewer"),
     ];
-    // Change Events are published before the status that makes the project Ready, so they are all there by now.
+    // Events are published in the background, so they may trail the Ready status a little.
     let events = eventually(Duration::from_secs(5), "a Created event for every child", || async {
         let events = t.events(&p).await;
         let notes: Vec<&str> = events

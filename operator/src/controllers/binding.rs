@@ -44,7 +44,17 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
         Ok(rb) => match ensure(&rb_api, &s.role_bindings, &rb).await {
             Ok(change) => {
                 if let Some(change) = change {
-                    ctx.changed(&*binding, &change, "Apply", false).await;
+                    // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
+                    let was_bound = binding
+                        .status
+                        .iter()
+                        .flat_map(|s| &s.conditions)
+                        .any(|c| c.type_ == "Ready" && c.reason == "Bound");
+                    if change.verb == "Created" && !was_bound {
+                        ctx.record_write(&change);
+                    } else {
+                        ctx.changed(&*binding, std::slice::from_ref(&change), "Apply", false).await;
+                    }
                 }
                 let msg = format!(
                     "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
@@ -73,7 +83,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             if let Some(rb) = s.role_bindings.get(&key).filter(|rb| owned(rb, &binding))
                 && let Some(change) = delete(&rb_api, &rb).await?
             {
-                ctx.changed(&*binding, &change, "Revoke", refusal != Refusal::Expired).await;
+                ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;
             }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
             write_status(&binding, &api, &ctx, cond, None).await?;
@@ -121,7 +131,9 @@ async fn write_status(
         .await
         .map_err(|e| Error::kube("update status of", "ProjectRoleBinding", &name, e))?;
     let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
-    if was.as_deref() != Some(ready.reason.as_str()) {
+    // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
+    // it): the condition says so; an Event would be a write for nothing.
+    if was.as_deref() != Some(ready.reason.as_str()) && ready.reason != "ProjectNotReady" {
         ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
     }
     Ok(())

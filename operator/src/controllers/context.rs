@@ -121,12 +121,35 @@ impl Context {
         self.publish(obj, warning, reason, action, note, None).await;
     }
 
-    /// An Event for a write to a child, which it names as the related object, and a count in the metrics.
-    pub async fn changed<K: Resource<DynamicType = ()>>(&self, obj: &K, change: &Change, action: &str, warning: bool) {
-        self.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
-        self.publish(obj, warning, change.verb, action, change.to_string(), Some(change.object.clone())).await;
+    /// Events for the writes of one reconcile, and a count per object in the metrics. One Event per verb lists the
+    /// objects written (a project's first provisioning is one `Created` Event, not twelve: Events are API writes
+    /// too); a single object is also named as the Event's related object, so the recorder does not fold unrelated
+    /// changes into one series.
+    pub async fn changed<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        changes: &[Change],
+        action: &str,
+        warning: bool,
+    ) {
+        for verb in ["Created", "Updated", "Deleted"] {
+            let of_verb: Vec<&Change> = changes.iter().filter(|c| c.verb == verb).collect();
+            let Some(first) = of_verb.first() else { continue };
+            for c in &of_verb {
+                self.record_write(c);
+            }
+            let objects = of_verb.iter().map(|c| format!("{} {}", c.kind, c.name)).collect::<Vec<_>>().join(", ");
+            let related = (of_verb.len() == 1).then(|| first.object.clone());
+            self.publish(obj, warning, verb, action, format!("{verb} {objects}"), related).await;
+        }
     }
 
+    /// Counts a write in the metrics, for writes told by another Event.
+    pub fn record_write(&self, change: &Change) {
+        self.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+    }
+
+    /// Publishes in the background: an Event is best effort, and a reconcile should not wait for it.
     async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -143,9 +166,14 @@ impl Context {
             action: action.to_owned(),
             secondary: related,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
+        let recorder = self.recorder.clone();
+        let regarding = obj.object_ref(&());
+        let reason = reason.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &regarding).await {
+                tracing::warn!(error = %e, reason, "cannot publish event");
+            }
+        });
     }
 }
 

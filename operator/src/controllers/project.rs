@@ -133,9 +133,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         );
         ctx.event(project, true, "NamespaceRecreated", "Recreate", note).await;
     }
-    for change in &changes {
-        ctx.changed(project, change, "Apply", false).await;
-    }
+    ctx.changed(project, &changes, "Apply", false).await;
 
     let mut conds = provisioned_conditions(project, &workspace, &children, exceeded);
     if !forbidden.is_empty() {

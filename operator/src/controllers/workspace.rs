@@ -60,9 +60,8 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     }
 
     finalizer::ensure(&api, &*workspace).await?;
-    for change in write_delegation(&workspace, &ctx).await? {
-        ctx.changed(&*workspace, &change, "Apply", false).await;
-    }
+    let changes = write_delegation(&workspace, &ctx).await?;
+    ctx.changed(&*workspace, &changes, "Apply", false).await;
     let decisions = super::project::decide(&ctx, &workspace);
     {
         let seen = ctx.verdicts_seen.lock().expect("not poisoned");
