@@ -313,8 +313,8 @@ fn expected_cluster_role_rules() -> Value {
         {"apiGroups": ["zenml.io"], "resources": ["workspaces"], "verbs": ["manage-projects"]},
         // Granted in each project's delegation Role.
         {"apiGroups": ["zenml.io"], "resources": ["projectrolebindings"], "verbs": ["manage"]},
-        // Project namespaces: metadata cache, apply, delete (deletionPolicy Delete).
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+        // Project namespaces: metadata cache, apply, delete (deletionPolicy Delete), get while one is deleted.
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         // Children in project namespaces: cache, apply, prune.
         {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "serviceaccounts"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch", "create", "patch", "delete"]},

@@ -365,7 +365,15 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
     }
     let name = project.name_any();
     ctx.verdicts_seen.lock().expect("not poisoned").remove(&name);
-    let ns = ctx.stores.namespaces.get(&ObjectRef::new(&name)).filter(|ns| namespace_is_ours(ns, project));
+    let mut ns = ctx.stores.namespaces.get(&ObjectRef::new(&name)).filter(|ns| namespace_is_ours(ns, project));
+    // A namespace already being deleted is asked for directly: the cache can lag behind (a watch re-listing after an
+    // API outage), and a deletion must not hang on it. One metadata read per deleting project and retry.
+    if ns.as_ref().is_some_and(|n| n.meta().deletion_timestamp.is_some()) {
+        let api: Api<Namespace> = Api::all(ctx.client.clone());
+        if api.get_metadata_opt(&name).await.map_err(|e| Error::kube("get", "Namespace", &name, e))?.is_none() {
+            ns = None;
+        }
+    }
     if let Some(ns) = ns {
         let adopted = ns.annotations().get(labels::ADOPT) == Some(&name);
         if project.spec.deletion_policy == DeletionPolicy::Retain || adopted {
@@ -394,8 +402,8 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
             }
             let msg = format!("waiting for namespace {name} and everything in it to be deleted");
             write_status(project, api, ctx, vec![Cond::fail("NamespaceReady", "Deleting", msg)], None).await?;
-            // The namespace watch wakes us when it is gone; the requeue is only a safety net.
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            // The namespace watch wakes us when it is gone; the requeue is the safety net (see above).
+            return Ok(Action::requeue(Duration::from_secs(5)));
         }
     }
     finalizer::remove(api, project).await?;
