@@ -261,6 +261,13 @@ fn cluster(args: &[&str]) {
 #[tokio::test]
 async fn api_outages_are_ridden_out_with_backoff() {
     let _turn = TURNS.lock().await;
+    // Opt-in for now: restarting kube-apiserver in place sometimes fails to rebind its port (the old process still
+    // holds it), which stops the whole local cluster and every test after this one. Until `e2e/cluster restart`
+    // waits for the port, run it on purpose: ZENML_E2E_OUTAGE=1 cargo test -p e2e --test reliability api_outages
+    if std::env::var("ZENML_E2E_OUTAGE").as_deref() != Ok("1") {
+        println!("skipped: set ZENML_E2E_OUTAGE=1 to restart etcd and kube-apiserver under the operator");
+        return;
+    }
     let Some(dir) = local_cluster() else {
         println!(
             "skipped: restarting etcd and kube-apiserver needs the local control plane (e2e/cluster up, started by this version)"

@@ -87,7 +87,10 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
             write_status(&binding, &api, &ctx, cond, None).await?;
-            Ok(Action::requeue(RESYNC))
+            // The project's namespace comes on another watch than the project itself, so the event that would wake
+            // us may come first: a passing wait looks again soon (a cache read, no write).
+            let again = if matches!(refusal, Refusal::ProjectNotReady(_)) { Duration::from_secs(5) } else { RESYNC };
+            Ok(Action::requeue(again))
         }
     }
 }
