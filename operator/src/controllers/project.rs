@@ -217,6 +217,20 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     changes.extend(prune(&accounts, &s.service_accounts, &ns, &uid, &names([&c.runner])).await?);
     changes.extend(prune(&bindings, &s.role_bindings, &ns, &uid, &names(c.role_bindings.iter())).await?);
     changes.extend(prune(&roles, &s.roles, &ns, &uid, &names([&c.delegation])).await?);
+    // RoleBindings of ProjectRoleBindings that are gone. The garbage collector would delete them too, but only once
+    // it has discovered the CRD (up to half a minute after it is installed): revoking access must not wait for that.
+    for rb in s.role_bindings.state() {
+        let Some(binding) = rb.annotations().get(labels::BINDING) else { continue };
+        let ours = rb.metadata.namespace.as_deref() == Some(ns.as_str())
+            && rb.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE);
+        let owner_alive = s
+            .bindings
+            .get(&ObjectRef::new(binding))
+            .is_some_and(|b| rb.owner_references().iter().any(|o| Some(&o.uid) == b.meta().uid.as_ref()));
+        if ours && !owner_alive {
+            changes.extend(delete(&bindings, &rb).await?);
+        }
+    }
     Ok(Written { changes, forbidden })
 }
 
