@@ -151,35 +151,13 @@ impl Operator {
     /// runs as the chart's ServiceAccount, in namespace [`OPERATOR_NAMESPACE`] (its `--namespace` and lease
     /// namespace), as the chart runs it.
     pub fn start(args: &[&str]) -> Operator {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = log_dir().join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
         let impersonate = impersonating().then(impersonation);
         let own_namespace: &[&str] = match impersonate {
             Some(_) => &["--namespace", OPERATOR_NAMESPACE, "--lease-namespace", OPERATOR_NAMESPACE],
             None => &[],
         };
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"bin=$1; log=$2; shift 2; "$bin" run "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
-            .arg("sh")
-            .arg(binary())
-            .arg(&log)
-            .args(["--metrics-addr", &addr])
-            .args(own_namespace)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        if let Some(kc) = impersonate.cloned().or_else(crate::kubeconfig) {
-            cmd.env("KUBECONFIG", kc);
-        }
-        let mut wrapper = cmd.spawn().expect("sh starts");
-        let mut line = String::new();
-        BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
-        let pid = line.trim().parse().expect("a pid");
-        let stdin = wrapper.stdin.take();
-        let op = Operator { wrapper, stdin, pid, addr, log };
-        op.wait_ready(Duration::from_secs(60));
-        op
+        let args: Vec<&str> = own_namespace.iter().chain(args).copied().collect();
+        spawn(&binary(), &args, impersonate.cloned().or_else(crate::kubeconfig), &[])
     }
 
     /// Waits until `/readyz` says the caches are synced.
@@ -312,29 +290,39 @@ impl Operator {
     /// namespace flags): the benchmark chooses the binary (a release build), the identity and the lease itself. With
     /// leader election, a standby is ready too: check `zenml_operator_leader` to know it leads.
     pub fn start_with(bin: &std::path::Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Operator {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = log_dir().join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"bin=$1; log=$2; shift 2; "$bin" run "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
-            .arg("sh")
-            .arg(bin)
-            .arg(&log)
-            .args(["--metrics-addr", &addr])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        if let Some(kc) = crate::kubeconfig() {
-            cmd.env("KUBECONFIG", kc);
-        }
-        cmd.envs(env.iter().copied());
-        let mut wrapper = cmd.spawn().expect("sh starts");
-        let mut line = String::new();
-        BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
-        let pid = line.trim().parse().expect("a pid");
-        let stdin = wrapper.stdin.take();
-        let op = Operator { wrapper, stdin, pid, addr, log };
-        op.wait_ready(Duration::from_secs(60));
-        op
+        spawn(bin, args, crate::kubeconfig(), env)
     }
+}
+
+/// Starts `bin run` under the wrapper that stops it when this process exits, and waits until it is ready.
+fn spawn(
+    bin: &std::path::Path,
+    args: &[&str],
+    kubeconfig: Option<PathBuf>,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Operator {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = log_dir().join(format!("operator-{}-{}.log", std::process::id(), addr.replace([':', '.'], "-")));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"bin=$1; log=$2; shift 2; "$bin" run "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
+        .arg("sh")
+        .arg(bin)
+        .arg(&log)
+        .args(["--metrics-addr", &addr])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(kc) = kubeconfig {
+        cmd.env("KUBECONFIG", kc);
+    }
+    cmd.envs(env.iter().copied());
+    let mut wrapper = cmd.spawn().expect("sh starts");
+    let mut line = String::new();
+    BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
+    let pid = line.trim().parse().expect("a pid");
+    let stdin = wrapper.stdin.take();
+    let op = Operator { wrapper, stdin, pid, addr, log };
+    op.wait_ready(Duration::from_secs(60));
+    op
 }
