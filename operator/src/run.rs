@@ -50,18 +50,30 @@ fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
+/// How every watch lists: consistent reads (the default), never `resourceVersion=0` ("any").
+///
+/// An "any" list is served by the API server's watch cache at whatever version that cache is at. Right after a
+/// kube-apiserver restart, a cache whose kind has not changed since can answer with a version older than the start of
+/// its own history; the watch that follows fails with 410 "too old resource version", the watcher lists again, gets
+/// the same answer, and backs off further each time: the outage test saw a namespace watch stuck for over a minute
+/// (kubernetes/kubernetes#91073). client-go falls back to a consistent list after a 410; kube's watcher keeps its one
+/// semantic, so we use the consistent one throughout. Since Kubernetes 1.31 consistent lists are served from the
+/// watch cache as well, so this costs nothing there; older servers read etcd once per list.
+fn list_config() -> watcher::Config {
+    watcher::Config::default()
+}
+
 /// A watch of the children we manage, filtered by our label, feeding a cache and a trigger stream.
 fn children<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream =
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic())
-            .default_backoff()
-            .modify(strip)
-            .reflect(writer)
-            .touched_objects();
+    let stream = watcher(Api::<K>::all(client.clone()), list_config().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .touched_objects();
     (reader, stream)
 }
 
@@ -149,7 +161,7 @@ fn guarded_watch<K>(
 where
     K: Resource<DynamicType = ()> + Default + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let events = watcher(Api::<DeserializeGuard<K>>::all(client.clone()), watcher::Config::default().any_semantic());
+    let events = watcher(Api::<DeserializeGuard<K>>::all(client.clone()), list_config());
     guard::decodable(events, invalid.clone())
 }
 
@@ -186,8 +198,8 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         ready.store(false, Ordering::SeqCst);
     }
     metrics.leader.set(1);
-    let everything = || watcher::Config::default().any_semantic();
-    let ours = || watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let everything = list_config;
+    let ours = || list_config().labels(MANAGED_SELECTOR);
 
     // Watches that feed more than one controller are shared.
     let (invalid_tx, invalid_rx) = mpsc::unbounded();
@@ -268,7 +280,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(with_backoff(project::reconcile), error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(log_queue_errors::<Project, _>);
 
     let workspace_controller = Controller::for_shared_stream(workspaces_for_workspaces, workspaces.clone())
         .watches_shared_stream(projects_for_workspaces, |p| Some(ObjectRef::new(&p.spec.workspace)))
@@ -277,7 +289,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(with_backoff(workspace::reconcile), error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(log_queue_errors::<Workspace, _>);
 
     let bindings_of_project = bindings.clone();
     let bindings_of_workspace = bindings.clone();
@@ -302,7 +314,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .with_config(controller_config)
         .graceful_shutdown_on(shutdown.clone())
         .run(with_backoff(binding::reconcile), error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(log_queue_errors::<ProjectRoleBinding, _>);
 
     let mark_ready = async {
         if stores.ready().await.is_ok() {
@@ -338,6 +350,26 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         elector.release().await;
     }
     outcome
+}
+
+/// The controller's own outcome stream: reconciler failures are logged (and counted) by `error_policy`, but errors of
+/// the watches that trigger reconciles (children, namespaces) surface only here, and an outage must show in the log.
+fn log_queue_errors<K, T>(
+    outcome: std::result::Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
+) -> futures::future::Ready<()>
+where
+    K: Resource<DynamicType = ()>,
+{
+    match outcome {
+        Err(kube::runtime::controller::Error::QueueError(e)) => {
+            tracing::warn!(controller = %K::kind(&()), "watch feeding the controller failed (retrying with backoff): {e}")
+        }
+        Err(kube::runtime::controller::Error::RunnerError(e)) => {
+            tracing::error!(controller = %K::kind(&()), "controller runner: {e}")
+        }
+        _ => {}
+    }
+    futures::future::ready(())
 }
 
 fn refs<K: Resource<DynamicType = ()>>(objs: impl Iterator<Item = Arc<K>>) -> Vec<ObjectRef<K>> {
