@@ -6,7 +6,13 @@
 //! with other tests, and assume nothing that only the local cluster provides.
 
 pub mod bench;
+pub mod objects;
 pub mod operator;
+
+pub use objects::{
+    API_VERSION, StatusCondition, apply_manifests, condition, delete_nowait, describe_conditions, kubectl_json,
+    read_condition, server_side_apply, wait_condition, wait_gone, zenml_object,
+};
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -194,8 +200,7 @@ impl Output {
     }
 }
 
-/// Runs `cmd` to completion, capturing its output. Panics only if it cannot be started.
-/// Runs `cmd` with `input` on its stdin (a manifest for `kubectl apply -f -`, say).
+/// Runs `cmd` with `input` on its stdin (a manifest for `kubectl apply -f -`, say), like [`run`].
 pub fn run_stdin(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
     let mut child = cmd
@@ -213,6 +218,7 @@ pub fn run_stdin(cmd: &mut Command, input: &str) -> Output {
     }
 }
 
+/// Runs `cmd` to completion, capturing its output. Panics only if it cannot be started.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     Output {

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Output, client, eventually, kubectl, operator, run, run_stdin, unique};
+use e2e::{
+    Output, client, delete_nowait, describe_conditions, eventually, kubectl, operator, run, run_stdin,
+    server_side_apply, unique, wait_gone, zenml_object,
+};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -27,7 +29,6 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Namespace deletion runs through the namespace controller, which deletes everything in it first.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 
-const API_VERSION: &str = "zenml.io/v1alpha1";
 const PROJECTS: &str = "projects.zenml.io";
 const WORKSPACES: &str = "workspaces.zenml.io";
 const BINDINGS: &str = "projectrolebindings.zenml.io";
@@ -80,13 +81,7 @@ impl Test {
 
     /// Server-side applies `obj` as the kubeconfig's user (a cluster admin), remembering it for cleanup.
     fn apply(&mut self, obj: Value) {
-        let obj = self.tracked(obj);
-        let text = serde_json::to_string_pretty(&obj).expect("json");
-        let out = run_stdin(
-            kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
-            &text,
-        );
-        assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
+        server_side_apply(&self.tracked(obj));
     }
 
     fn workspace(&mut self, name: &str, spec: Value) {
@@ -131,7 +126,7 @@ impl Test {
             let ready = conds
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == p.metadata.generation);
-            if ready { Ok(p) } else { Err(describe(&conds)) }
+            if ready { Ok(p) } else { Err(describe_conditions(&conds)) }
         })
         .await
     }
@@ -148,7 +143,7 @@ impl Test {
                     && c.reason == reason
                     && c.observed_generation == b.metadata.generation
             });
-            if current { Ok(b) } else { Err(describe(&conds)) }
+            if current { Ok(b) } else { Err(describe_conditions(&conds)) }
         })
         .await
     }
@@ -201,16 +196,8 @@ impl Test {
             ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
         ];
         for (kind, names, timeout) in steps {
-            if names.is_empty() {
-                continue;
-            }
-            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
-            if !out.success() {
-                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
-            }
-            if let Err(e) = wait_gone(kind, &names, timeout) {
-                errors.push(e);
-            }
+            errors.extend(delete_nowait(kind, &names).err());
+            errors.extend(wait_gone(kind, &names, timeout).err());
         }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
     }
@@ -226,42 +213,16 @@ impl Drop for Test {
     }
 }
 
-/// Polls with kubectl until none of `names` of `kind` exists.
-fn wait_gone(kind: &str, names: &[String], timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(names));
-        if out.success() && out.stdout.trim().is_empty() {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("{kind} {names:?} still there after {timeout:?}: {}{}", out.stdout, out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn describe(conds: &[Condition]) -> String {
-    let conds: Vec<String> =
-        conds.iter().map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message)).collect();
-    format!("conditions [{}]", conds.join("; "))
-}
-
 fn workspace(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec})
+    zenml_object("Workspace", name, spec)
 }
 
 fn project(name: &str, workspace: &str) -> Value {
-    json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": name}, "spec": {"workspace": workspace}})
+    zenml_object("Project", name, json!({"workspace": workspace}))
 }
 
 fn binding(name: &str, project: &str, role: &str, subjects: Value) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "ProjectRoleBinding",
-        "metadata": {"name": name},
-        "spec": {"project": project, "role": role, "subjects": subjects},
-    })
+    zenml_object("ProjectRoleBinding", name, json!({"project": project, "role": role, "subjects": subjects}))
 }
 
 fn config_map(name: &str, ns: &str, value: &str) -> Value {

@@ -7,17 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{eventually, install_crds, kubectl, operator, run, run_ok, run_stdin, unique};
-
-fn condition(kind: &str, name: &str, field: &str) -> String {
-    let path = format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].{field}}}");
-    run(kubectl().args(["get", kind, name, "-o", &path])).stdout
-}
-
-fn apply(yaml: &str) {
-    let out = run_stdin(kubectl().args(["apply", "-f", "-"]), yaml);
-    assert!(out.success(), "{}", out.stderr);
-}
+use e2e::{
+    apply_manifests, install_crds, kubectl, kubectl_json, operator, read_condition, run, run_ok, run_stdin, unique,
+    wait_condition,
+};
 
 #[tokio::test]
 async fn an_undecodable_project_is_reported_and_the_others_are_served() {
@@ -27,8 +20,7 @@ async fn an_undecodable_project_is_reported_and_the_others_are_served() {
     let (bad, good) = (unique("e2e-bad-p"), unique("e2e-good-p"));
 
     // A schema that admits anything, as an older or unvalidated CRD would have.
-    let permissive = run_ok(kubectl().args(["get", "crd", "projects.zenml.io", "-o", "json"]));
-    let mut loose: serde_json::Value = serde_json::from_str(&permissive).unwrap();
+    let mut loose = kubectl_json(&["get", "crd", "projects.zenml.io"]);
     loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
         // The selectable field must exist; everything else goes.
         "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"workspace": {"type": "string"}}},
@@ -52,18 +44,18 @@ async fn an_undecodable_project_is_reported_and_the_others_are_served() {
     run_ok(kubectl().args(["wait", "--for=condition=established", "--timeout=60s", "crd/projects.zenml.io"]));
 
     let _op = operator::shared();
-    apply(&format!(
+    apply_manifests(&format!(
         "apiVersion: zenml.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {ws}}}\nspec: {{}}\n---\napiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {good}}}\nspec: {{workspace: {ws}}}\n"
     ));
-    eventually(Duration::from_secs(30), "the valid project is served", || async {
-        (condition("project", &good, "status") == "True").then_some(())
+    wait_condition("project", &good, "Ready", Duration::from_secs(30), "the valid project is served", |c| {
+        c.status == "True"
     })
     .await;
-    eventually(Duration::from_secs(30), "the invalid project is reported", || async {
-        (condition("project", &bad, "reason") == "InvalidSpec").then_some(())
+    wait_condition("project", &bad, "Ready", Duration::from_secs(30), "the invalid project is reported", |c| {
+        c.reason == "InvalidSpec"
     })
     .await;
-    let message = condition("project", &bad, "message");
+    let message = read_condition("project", &bad, "Ready").map(|c| c.message).unwrap_or_default();
     assert!(message.contains("Everything"), "the message names the bad value: {message}");
     let events = run_ok(kubectl().args([
         "get",
@@ -88,8 +80,8 @@ async fn an_undecodable_project_is_reported_and_the_others_are_served() {
         "-p",
         r#"{"spec":{"networkIsolation":"Project"}}"#,
     ]));
-    eventually(Duration::from_secs(30), "the fixed project is served", || async {
-        (condition("project", &bad, "status") == "True").then_some(())
+    wait_condition("project", &bad, "Ready", Duration::from_secs(30), "the fixed project is served", |c| {
+        c.status == "True"
     })
     .await;
 

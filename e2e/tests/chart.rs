@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use e2e::operator;
 use e2e::{
-    chart_dir, client, delete_namespace, eventually, helm, install_crds, kubectl, namespace, run, run_ok, run_stdin,
-    unique,
+    apply_manifests, chart_dir, client, delete_namespace, eventually, helm, install_crds, kubectl, namespace,
+    read_condition, run, run_ok, run_stdin, unique,
 };
 use serde_json::{Value, json};
 
@@ -376,24 +376,18 @@ async fn the_operator_binds_only_the_cluster_roles_the_chart_lists() {
          apiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {project}}}\nspec: {{workspace: {ws}}}\n---\n\
          apiVersion: zenml.io/v1alpha1\nkind: ProjectRoleBinding\nmetadata: {{name: {binding}}}\nspec: {{project: {project}, role: reader, subjects: [{{kind: User, name: alice}}]}}\n"
     );
-    let out = run_stdin(kubectl().args(["apply", "-f", "-"]), &manifests);
-    assert!(out.success(), "{}", out.stderr);
+    apply_manifests(&manifests);
     let (want, reason) = if operator::impersonating() { ("False", "BindForbidden") } else { ("True", "Bound") };
     let what = format!("binding {binding} Ready={want} ({reason})");
     let got = eventually(TIMEOUT, &what, || async {
-        let out = run(kubectl().args([
-            "get",
-            "projectrolebinding",
-            &binding,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason} {.status.conditions[?(@.type==\"Ready\")].message}",
-        ]));
-        let s = out.stdout;
-        if s.starts_with(&format!("{want} {reason}")) { Ok(s) } else { Err(format!("{s} (operator log {})", op.log.display())) }
+        match read_condition("projectrolebinding", &binding, "Ready") {
+            Some(c) if c.status == want && c.reason == reason => Ok(c),
+            other => Err(format!("{other:?} (operator log {})", op.log.display())),
+        }
     })
     .await;
     if operator::impersonating() {
-        assert!(got.contains(&role), "the message names the ClusterRole: {got}");
+        assert!(got.message.contains(&role), "the message names the ClusterRole: {got}");
         let rb =
             run(kubectl().args(["get", "rolebindings", "-n", &project, "-l", "zenml.io/role=reader", "-o", "name"]));
         assert_eq!(rb.stdout.trim(), "", "no RoleBinding for a role the operator may not bind");
@@ -582,8 +576,7 @@ async fn metrics_count_reconciles_of_every_kind_and_probes_answer() {
         (op.counter("zenml_operator_leader") == 1).then_some(())
     })
     .await;
-    let out = run_stdin(kubectl().args(["apply", "-f", "-"]), &manifests);
-    assert!(out.success(), "{}", out.stderr);
+    apply_manifests(&manifests);
     for (kind, name) in [("workspace", &ws), ("project", &project), ("projectrolebinding", &binding)] {
         let out = run(kubectl().args(["wait", "--for=condition=Ready", "--timeout=60s", &format!("{kind}/{name}")]));
         assert!(

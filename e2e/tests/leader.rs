@@ -3,22 +3,11 @@
 use std::time::{Duration, Instant};
 
 use e2e::operator::{self, Operator};
-use e2e::{eventually, install_crds, kubectl, run, run_ok, run_stdin, unique};
+use e2e::{apply_manifests, eventually, install_crds, kubectl, run, run_ok, unique, wait_condition};
 
-fn ready(project: &str) -> bool {
-    let out = run(kubectl().args([
-        "get",
-        "project",
-        project,
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-    ]));
-    out.stdout == "True"
-}
-
-fn apply(yaml: &str) {
-    let out = run_stdin(kubectl().args(["apply", "-f", "-"]), yaml);
-    assert!(out.success(), "{}", out.stderr);
+/// Waits up to 20 s for the Project's Ready condition to be True.
+async fn wait_ready(project: &str, what: &str) {
+    wait_condition("project", project, "Ready", Duration::from_secs(20), what, |c| c.status == "True").await;
 }
 
 #[tokio::test]
@@ -44,10 +33,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_crash() {
 
     let ws = unique("e2e-leader-ws");
     let (p1, p2) = (unique("e2e-leader-p"), unique("e2e-leader-p"));
-    apply(&format!(
+    apply_manifests(&format!(
         "apiVersion: zenml.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {ws}}}\nspec: {{}}\n---\napiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {p1}}}\nspec: {{workspace: {ws}}}\n"
     ));
-    eventually(Duration::from_secs(20), "the first project is Ready", || async { ready(&p1).then_some(()) }).await;
+    wait_ready(&p1, "the first project is Ready").await;
     assert!(a.writes() > 0, "the leader provisioned the project");
     assert_eq!(b.counter("zenml_operator_leader"), 0, "the second operator stands by");
     assert_eq!(b.writes(), 0, "a standby never writes");
@@ -59,10 +48,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_crash() {
     })
     .await;
     let takeover = crashed.elapsed();
-    apply(&format!(
+    apply_manifests(&format!(
         "apiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {p2}}}\nspec: {{workspace: {ws}}}\n"
     ));
-    eventually(Duration::from_secs(20), "the new leader provisions", || async { ready(&p2).then_some(()) }).await;
+    wait_ready(&p2, "the new leader provisions").await;
     println!("leader takeover after kill -9: {:.1} s (lease duration 4 s, retry period 1 s)", takeover.as_secs_f64());
     assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
 

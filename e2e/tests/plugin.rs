@@ -9,13 +9,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use e2e::{Output, eventually, kubectl, operator, run, run_stdin, unique};
+use e2e::{
+    Output, delete_nowait, eventually, kubectl, operator, run, run_ok, server_side_apply, unique, wait_gone,
+    zenml_object,
+};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-const API_VERSION: &str = "zenml.io/v1alpha1";
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the plugin waits for Ready: generous, as the shared cluster may be busy (or changing leaders).
 const WAIT: &str = "120s";
@@ -164,7 +166,7 @@ impl Cleanup {
 
     fn workspace(&mut self, name: &str, spec: Value) {
         self.workspaces.push(name.to_owned());
-        apply(&json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec}));
+        server_side_apply(&zenml_object("Workspace", name, spec));
     }
 
     /// A project the plugin is about to create under `name`.
@@ -185,25 +187,8 @@ impl Cleanup {
             ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
         ];
         for (kind, names, timeout) in steps {
-            if names.is_empty() {
-                continue;
-            }
-            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
-            if !out.success() {
-                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
-            }
-            let start = Instant::now();
-            loop {
-                let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(&names));
-                if out.success() && out.stdout.trim().is_empty() {
-                    break;
-                }
-                if start.elapsed() > timeout {
-                    errors.push(format!("{kind} {names:?} still there after {timeout:?}: {}", out.stdout));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
+            errors.extend(delete_nowait(kind, &names).err());
+            errors.extend(wait_gone(kind, &names, timeout).err());
         }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
     }
@@ -217,15 +202,6 @@ impl Drop for Cleanup {
             Err(e) => panic!("cleanup failed: {e}"),
         }
     }
-}
-
-fn apply(obj: &Value) {
-    let text = obj.to_string();
-    let out = run_stdin(
-        kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
-        &text,
-    );
-    assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
 }
 
 /// `kubectl get <kind> <name> -o json` as the cluster admin, `None` when it does not exist.
@@ -379,7 +355,7 @@ async fn register_set_and_switch_like_the_zenml_cli() {
     assert_eq!(described["metadata"]["name"], name.as_str(), "resolved in the active workspace {ws}");
     let mut members = home.zenml(&["member", "list", "-o", "json"]);
     members.env("ZENML_ACTIVE_PROJECT_ID", &id);
-    let members: Value = serde_json::from_str(&run_ok_out(&mut members)).expect("JSON");
+    let members: Value = serde_json::from_str(&run_ok(&mut members)).expect("JSON");
     assert_eq!(members["project"], name.as_str());
     let described = home.json(&["project", "describe"]);
     assert_eq!(described["metadata"]["name"], ws_default.as_str(), "without it, the context's project");
@@ -410,12 +386,6 @@ async fn register_set_and_switch_like_the_zenml_cli() {
     assert!(bad.stderr.contains("letters, digits"), "{}", bad.stderr);
     let no_ws = home.fails(&["project", "register", "x", "--workspace", &unique("e2e-plg-none")]);
     assert!(no_ws.stderr.contains("no workspace"), "{}", no_ws.stderr);
-}
-
-fn run_ok_out(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(out.success(), "{cmd:?}: {}", out.stderr);
-    out.stdout
 }
 
 /// member add / remove / list and audit: bindings made and removed without touching other people's subjects, and
@@ -505,10 +475,11 @@ async fn members_and_audit() {
     let (bob, carol) = (unique("e2e-plg-bob"), unique("e2e-plg-carol"));
     let shared = unique("e2e-plg-shared");
     t.binding(&shared);
-    apply(&json!({
-        "apiVersion": API_VERSION, "kind": "ProjectRoleBinding", "metadata": {"name": shared},
-        "spec": {"project": project, "role": "developer", "subjects": [{"kind": "User", "name": bob}, {"kind": "User", "name": carol}]},
-    }));
+    server_side_apply(&zenml_object(
+        "ProjectRoleBinding",
+        &shared,
+        json!({"project": project, "role": "developer", "subjects": [{"kind": "User", "name": bob}, {"kind": "User", "name": carol}]}),
+    ));
     home.ok(&["member", "remove", "--role", "developer", "--user", &bob]);
     let kept = get("prb", &shared, None).expect("the shared binding stays");
     assert_eq!(kept["spec"]["subjects"], json!([{"kind": "User", "name": carol}]));
@@ -545,7 +516,7 @@ async fn members_and_audit() {
     let sneaky = unique("e2e-plg-sneaky");
     let mut create = kubectl();
     create.args(["-n", &project, "create", "rolebinding", &sneaky, "--clusterrole=edit", "--user=mallory"]);
-    run_ok_out(&mut create);
+    run_ok(&mut create);
     let audit = home.json(&["audit", "--workspace", &ws]);
     assert_eq!(audit["kind"], "ZenMLAudit");
     let unmanaged = audit["unmanagedRoleBindings"].as_array().unwrap();
@@ -593,7 +564,7 @@ async fn a_workspace_admin_registers_in_their_workspace_only() {
         "--clusterrole=zenml-self-service",
         &format!("--group={group}"),
     ]);
-    run_ok_out(&mut create);
+    run_ok(&mut create);
 
     // The kubeconfig user: the admin's credentials, impersonating `user` in `group`.
     let mut kc = home.kubeconfig();
@@ -648,9 +619,7 @@ async fn a_workspace_admin_registers_in_their_workspace_only() {
     // A project of the other workspace: the user sees it, but may not grant roles there or read its RoleBindings.
     let theirs = unique("e2e-plg-theirs");
     t.project(&theirs);
-    apply(
-        &json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": theirs}, "spec": {"workspace": other}}),
-    );
+    server_side_apply(&zenml_object("Project", &theirs, json!({"workspace": other})));
     eventually(TIMEOUT, &format!("project {theirs} provisioned"), || async {
         get("project", &theirs, None).filter(|p| p["status"]["namespace"] == theirs.as_str())
     })

@@ -15,7 +15,10 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use e2e::operator::Operator;
-use e2e::{client, eventually, kubectl, run, run_ok, run_stdin, unique};
+use e2e::{
+    client, delete_nowait, describe_conditions, eventually, kubectl, kubectl_json, run, run_ok, server_side_apply,
+    unique, wait_gone, zenml_object,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -34,7 +37,6 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The promise for drift: an owned object edited or deleted by hand is restored within seconds.
 const DRIFT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const API_VERSION: &str = "zenml.io/v1alpha1";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator";
 
@@ -173,23 +175,18 @@ impl Test {
         {
             list.push(name);
         }
-        let text = serde_json::to_string_pretty(obj).expect("json");
-        let out = run_stdin(
-            kubectl().args(["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"]),
-            &text,
-        );
-        assert!(out.success(), "kubectl apply failed: {}\n{text}", out.stderr);
+        server_side_apply(obj);
     }
 
     /// A Workspace with `spec`, applied.
     fn workspace(&mut self, name: &str, spec: Value) {
-        self.apply(&json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec}));
+        self.apply(&zenml_object("Workspace", name, spec));
     }
 
     /// A Project of `workspace` with `spec` (without `workspace`), applied.
     fn project(&mut self, name: &str, workspace: &str, mut spec: Value) {
         spec["workspace"] = json!(workspace);
-        self.apply(&json!({"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": name}, "spec": spec}));
+        self.apply(&zenml_object("Project", name, spec));
     }
 
     async fn get_project(&self, name: &str) -> Result<Project, String> {
@@ -285,29 +282,13 @@ impl Test {
         for (kind, names) in
             [("project", std::mem::take(&mut self.projects)), ("workspace", std::mem::take(&mut self.workspaces))]
         {
-            if names.is_empty() {
-                continue;
-            }
-            let out = run(kubectl().args(["delete", kind, "--ignore-not-found", "--wait=false"]).args(&names));
-            if !out.success() {
-                errors.push(format!("kubectl delete {kind} {names:?}: {}", out.stderr));
-            }
-            if let Err(e) = wait_gone(kind, &names, DELETE_TIMEOUT) {
-                errors.push(e);
-            }
+            errors.extend(delete_nowait(kind, &names).err());
+            errors.extend(wait_gone(kind, &names, DELETE_TIMEOUT).err());
         }
         let namespaces = std::mem::take(&mut self.namespaces);
-        if !namespaces.is_empty() {
-            let out =
-                run(kubectl().args(["delete", "namespace", "--ignore-not-found", "--wait=false"]).args(&namespaces));
-            if !out.success() {
-                errors.push(format!("kubectl delete namespace {namespaces:?}: {}", out.stderr));
-            }
-            if self.wait_for_namespaces
-                && let Err(e) = wait_gone("namespace", &namespaces, DELETE_TIMEOUT)
-            {
-                errors.push(e);
-            }
+        errors.extend(delete_nowait("namespace", &namespaces).err());
+        if self.wait_for_namespaces {
+            errors.extend(wait_gone("namespace", &namespaces, DELETE_TIMEOUT).err());
         }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
     }
@@ -322,21 +303,6 @@ impl Drop for Test {
             Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
             Err(e) => panic!("cleanup failed: {e}\noperator log: {}", operator().log.display()),
         }
-    }
-}
-
-/// Polls with kubectl until none of `names` of `kind` exists.
-fn wait_gone(kind: &str, names: &[String], timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let out = run(kubectl().args(["get", kind, "--ignore-not-found", "-o", "name"]).args(names));
-        if out.success() && out.stdout.trim().is_empty() {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("{kind} {names:?} still there after {timeout:?}: {}{}", out.stdout, out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -377,13 +343,8 @@ fn is_current(p: &Project, c: &Condition) -> bool {
 }
 
 fn conditions_of(p: &Project) -> String {
-    let conds: Vec<String> = p
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message))
-        .collect();
-    format!("generation {:?}, conditions [{}]", p.metadata.generation, conds.join("; "))
+    let conds = p.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    format!("generation {:?}, {}", p.metadata.generation, describe_conditions(conds))
 }
 
 fn labels(meta: &impl Resource) -> BTreeMap<String, String> {
@@ -431,8 +392,7 @@ where
 /// the Project and its Workspace, and the workspace's cluster-scoped objects.
 fn resource_versions(project: &str, workspace: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut add = |json: &str| {
-        let v: Value = serde_json::from_str(json).expect("kubectl -o json");
+    let mut add = |v: Value| {
         let items = match v["items"].as_array() {
             Some(items) => items.clone(),
             None => vec![v],
@@ -447,27 +407,18 @@ fn resource_versions(project: &str, workspace: &str) -> BTreeMap<String, String>
             out.insert(key, item["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned());
         }
     };
-    add(&k(&["get", "namespace", project, "-o", "json"]));
-    add(&k(&["get", "project", project, "-o", "json"]));
-    add(&k(&["get", "workspace", workspace, "-o", "json"]));
-    add(&k(&[
+    add(kubectl_json(&["get", "namespace", project]));
+    add(kubectl_json(&["get", "project", project]));
+    add(kubectl_json(&["get", "workspace", workspace]));
+    add(kubectl_json(&[
         "get",
         "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
         "-n",
         project,
         "-l",
         MANAGED_SELECTOR,
-        "-o",
-        "json",
     ]));
-    add(&k(&[
-        "get",
-        "clusterroles,clusterrolebindings",
-        "-l",
-        &format!("zenml.io/workspace={workspace}"),
-        "-o",
-        "json",
-    ]));
+    add(kubectl_json(&["get", "clusterroles,clusterrolebindings", "-l", &format!("zenml.io/workspace={workspace}")]));
     out
 }
 
@@ -904,7 +855,7 @@ fn metric(op: &Operator, name: &str, kind: Option<&str>) -> f64 {
 
 /// How many objects of `kind` the operator can read: one stored under an older or broken schema is not reconciled.
 fn decodable<K: DeserializeOwned>(kind: &str) -> usize {
-    let list: Value = serde_json::from_str(&k(&["get", kind, "-o", "json"])).expect("kubectl -o json");
+    let list = kubectl_json(&["get", kind]);
     list["items"].as_array().into_iter().flatten().filter(|i| serde_json::from_value::<K>((*i).clone()).is_ok()).count()
 }
 
@@ -1348,15 +1299,12 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
     let rq: ResourceQuota = t.get(&pr, "zenml-project").await.expect("the quota stays");
     assert_eq!(rq.metadata.uid, rq_before.metadata.uid);
     // Nothing left for the garbage collector to take: no ownerReferences on what stays.
-    let remaining: Value = serde_json::from_str(&k(&[
+    let remaining = kubectl_json(&[
         "get",
         "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
         "-n",
         &pr,
-        "-o",
-        "json",
-    ]))
-    .unwrap();
+    ]);
     let mut names = BTreeSet::new();
     for item in remaining["items"].as_array().unwrap() {
         let name = format!("{}/{}", item["kind"].as_str().unwrap(), item["metadata"]["name"].as_str().unwrap());

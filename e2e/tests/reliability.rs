@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::operator::Operator;
-use e2e::{eventually, install_crds, kubectl, run, run_ok, run_stdin, unique};
+use e2e::{apply_manifests, condition, eventually, install_crds, kubectl, kubectl_json, run, run_ok, unique};
 use serde_json::Value;
 
 static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -66,11 +66,6 @@ fn operator_with(lease: &str, duration: u32, renew: u32) -> Operator {
     ])
 }
 
-fn apply(yaml: &str) {
-    let out = run_stdin(kubectl().args(["apply", "-f", "-"]), yaml);
-    assert!(out.success(), "kubectl apply: {}", out.stderr);
-}
-
 fn workspace_yaml(ws: &str) -> String {
     format!(
         "apiVersion: zenml.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {ws}}}\nspec:\n  members: [{{role: admin, subjects: [{{kind: Group, name: {ws}-admins}}]}}]\n  projectDefaults:\n    quota: {{hard: {{pods: '10'}}}}\n    limitRange: {{defaultRequest: {{cpu: 100m}}}}\n"
@@ -83,24 +78,15 @@ fn project_yaml(ws: &str, p: &str, policy: &str) -> String {
     )
 }
 
-fn json(args: &[&str]) -> Value {
-    let out = run_ok(kubectl().args(args).args(["-o", "json"]));
-    serde_json::from_str(&out).expect("kubectl prints JSON")
-}
-
 /// Projects of `ws` that are not yet Ready for their current generation.
 fn not_ready(ws: &str) -> Vec<String> {
-    let list = json(&["get", "projects", "--field-selector", &format!("spec.workspace={ws}")]);
+    let list = kubectl_json(&["get", "projects", "--field-selector", &format!("spec.workspace={ws}")]);
     list["items"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|p| {
-            let ready = p["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ready = condition(p, "Ready").is_some_and(|c| c.status == "True");
             !(ready && p["status"]["observedGeneration"] == p["metadata"]["generation"])
         })
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
@@ -121,7 +107,7 @@ async fn all_ready(ws: &str, timeout: Duration) {
 
 /// Exactly the desired objects for the projects of `ws`: none missing, none duplicated, none orphaned.
 fn assert_exactly_desired(ws: &str, projects: &BTreeSet<String>) {
-    let namespaces = json(&["get", "namespaces", "-l", &format!("zenml.io/workspace={ws}")]);
+    let namespaces = kubectl_json(&["get", "namespaces", "-l", &format!("zenml.io/workspace={ws}")]);
     let found: BTreeSet<String> = namespaces["items"]
         .as_array()
         .unwrap()
@@ -129,7 +115,7 @@ fn assert_exactly_desired(ws: &str, projects: &BTreeSet<String>) {
         .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(&found, projects, "project namespaces");
-    let children = json(&[
+    let children = kubectl_json(&[
         "get",
         "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
         "-A",
@@ -172,7 +158,7 @@ async fn delete_all(ws: &str, projects: &BTreeSet<String>) {
             run(kubectl().args(["delete", "projectrolebinding", &format!("{p}-devs"), "--ignore-not-found"]));
         }
         eventually(Duration::from_secs(180), "projects deleted", || async {
-            json(&["get", "projects", "--field-selector", &format!("spec.workspace={ws}")])["items"]
+            kubectl_json(&["get", "projects", "--field-selector", &format!("spec.workspace={ws}")])["items"]
                 .as_array()
                 .unwrap()
                 .is_empty()
@@ -193,12 +179,12 @@ async fn crash_anywhere_converges_to_exactly_the_desired_objects() {
     let projects: BTreeSet<String> = (0..n).map(|i| format!("{ws}-{i}")).collect();
     let mut rng = Rng::seeded();
     let mut op = operator(&lease);
-    apply(&workspace_yaml(&ws));
+    apply_manifests(&workspace_yaml(&ws));
     // The bulk apply runs beside the kills, in chunks, as a GitOps sync would.
     let manifests: Vec<String> = projects.iter().map(|p| project_yaml(&ws, p, "Delete")).collect();
     let applier = std::thread::spawn(move || {
         for chunk in manifests.chunks(20) {
-            apply(&chunk.join("---\n"));
+            apply_manifests(&chunk.join("---\n"));
         }
     });
     for _ in 0..kills {
@@ -222,14 +208,14 @@ async fn a_project_deleted_while_no_operator_runs_is_finished_when_one_comes_bac
     let ws = unique("e2e-down-ws");
     let p = format!("{ws}-0");
     let op = operator(&lease);
-    apply(&workspace_yaml(&ws));
-    apply(&project_yaml(&ws, &p, "Delete"));
+    apply_manifests(&workspace_yaml(&ws));
+    apply_manifests(&project_yaml(&ws, &p, "Delete"));
     all_ready(&ws, Duration::from_secs(30)).await;
     op.stop();
 
     run_ok(kubectl().args(["delete", "project", &p, "--wait=false"]));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let stuck = json(&["get", "project", &p]);
+    let stuck = kubectl_json(&["get", "project", &p]);
     assert!(stuck["metadata"]["deletionTimestamp"].is_string(), "the delete waits for the operator");
     assert!(run(kubectl().args(["get", "namespace", &p])).success(), "nothing is deleted without the operator");
 
@@ -272,9 +258,9 @@ async fn api_outages_are_ridden_out_with_backoff() {
     let lease = unique("e2e-outage");
     let ws = unique("e2e-outage-ws");
     let op = operator_with(&lease, 60, 45);
-    apply(&workspace_yaml(&ws));
+    apply_manifests(&workspace_yaml(&ws));
     let first: BTreeSet<String> = (0..6).map(|i| format!("{ws}-a{i}")).collect();
-    apply(&first.iter().map(|p| project_yaml(&ws, p, "Delete")).collect::<Vec<_>>().join("---\n"));
+    apply_manifests(&first.iter().map(|p| project_yaml(&ws, p, "Delete")).collect::<Vec<_>>().join("---\n"));
     let t = Instant::now();
     all_ready(&ws, Duration::from_secs(60)).await;
     println!("first {} projects Ready in {:.1} s", first.len(), t.elapsed().as_secs_f64());
@@ -286,7 +272,7 @@ async fn api_outages_are_ridden_out_with_backoff() {
         // Create some projects and delete others, then take the component away in the middle of it.
         let created: Vec<String> = (0..3).map(|i| format!("{ws}-r{round}-{i}")).collect();
         let deleted: Vec<String> = expected.iter().take(2).cloned().collect();
-        apply(&created.iter().map(|p| project_yaml(&ws, p, "Delete")).collect::<Vec<_>>().join("---\n"));
+        apply_manifests(&created.iter().map(|p| project_yaml(&ws, p, "Delete")).collect::<Vec<_>>().join("---\n"));
         let mut cmd = kubectl();
         cmd.args(["delete", "projects", "--wait=false"]).args(&deleted);
         run_ok(&mut cmd);
@@ -364,7 +350,7 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
     let mut retained: BTreeSet<String> = BTreeSet::new();
     let mut live: BTreeSet<String> = BTreeSet::new();
     let mut op = Some(operator(&lease));
-    apply(&workspace_yaml(&ws));
+    apply_manifests(&workspace_yaml(&ws));
     let all: Vec<String> = names.iter().chain(&foreign).cloned().collect();
 
     for step in 0..steps {
@@ -373,7 +359,7 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
         let what = match action {
             0 | 1 => {
                 let policy = if rng.below(2) == 0 { "Delete" } else { "Retain" };
-                apply(&project_yaml(&ws, &target, policy));
+                apply_manifests(&project_yaml(&ws, &target, policy));
                 live.insert(target.clone());
                 format!("apply project {target} ({policy})")
             }
@@ -386,7 +372,7 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
                 format!("update project {target}")
             }
             3 if live.contains(&target) => {
-                let policy = json(&["get", "project", &target])["spec"]["deletionPolicy"]
+                let policy = kubectl_json(&["get", "project", &target])["spec"]["deletionPolicy"]
                     .as_str()
                     .unwrap_or("Delete")
                     .to_owned();
@@ -456,14 +442,7 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
     // Everything still wanted converges, and nothing foreign was touched (checked at every step above).
     for p in &live {
         eventually(Duration::from_secs(60), "live projects settle", || async {
-            let v = json(&["get", "project", p]);
-            let reason = v["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready")
-                .map(|c| c["reason"].clone());
-            reason.is_some().then_some(())
+            condition(&kubectl_json(&["get", "project", p]), "Ready").is_some().then_some(())
         })
         .await;
     }
