@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::operator::Operator;
-use e2e::{apply_manifests, condition, eventually, install_crds, kubectl, kubectl_json, run, run_ok, unique};
+use e2e::{
+    apply_manifests, condition, eventually, install_crds, kubectl, kubectl_json, run, run_ok, unique, wait_gone,
+};
 use serde_json::Value;
 
 static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -359,6 +361,12 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
         let what = match action {
             0 | 1 => {
                 let policy = if rng.below(2) == 0 { "Delete" } else { "Retain" };
+                if !live.contains(&target) {
+                    // A project deleted in an earlier step may still be finishing (its namespace going): applying
+                    // now would only edit the terminating object, which then disappears. A GitOps tool creates it
+                    // again once it is gone; so do we.
+                    wait_gone("project", std::slice::from_ref(&target), Duration::from_secs(120)).unwrap();
+                }
                 apply_manifests(&project_yaml(&ws, &target, policy));
                 live.insert(target.clone());
                 format!("apply project {target} ({policy})")
