@@ -851,7 +851,8 @@ async fn project_members_count_workspace_members_and_bindings() {
 // 6. A binding before its project
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A binding for a project that does not exist says so, and takes effect by itself once the project is created.
+/// A binding for a project that does not exist says so (after the operator's 10 s grace for a project applied along
+/// with it), and takes effect by itself once the project is created.
 #[tokio::test]
 async fn a_binding_waits_for_its_project() {
     let mut t = Test::new().await;
@@ -860,8 +861,11 @@ async fn a_binding_waits_for_its_project() {
     let dev = User::new("dev", &[]);
     let early = unique("e2e-acc-early");
     t.binding(&early, &p, "developer", json!([dev.subject()]));
+    let created = Instant::now();
     let b = t.wait_binding(&early, "False", "ProjectNotFound").await;
     assert_eq!(b.status.and_then(|s| s.role_binding), None);
+    // Not before the grace: a project applied together with its bindings must not make them report a passing state.
+    assert!(created.elapsed() >= Duration::from_secs(9), "reported after {:?}", created.elapsed());
 
     t.workspace(&ws, json!({}));
     t.project(&p, &ws);

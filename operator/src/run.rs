@@ -247,6 +247,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         verdicts_seen: Mutex::new(HashMap::new()),
         wake_project: wake_tx,
         failures: Mutex::new(HashMap::new()),
+        status_in_flight: Default::default(),
     });
 
     let controller_config = kube::runtime::controller::Config::default().concurrency(cfg.concurrency);

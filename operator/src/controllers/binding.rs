@@ -85,6 +85,9 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             {
                 ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;
             }
+            if let Some(quiet) = waiting_quietly(&binding, &refusal, now) {
+                return Ok(Action::requeue(quiet));
+            }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
             write_status(&binding, &api, &ctx, cond, None).await?;
             // The project's namespace comes on another watch than the project itself, so the event that would wake
@@ -93,6 +96,32 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             Ok(Action::requeue(again))
         }
     }
+}
+
+/// How long a new binding whose project does not exist waits before it says so (a typo should show soon).
+const NOT_FOUND_GRACE: Duration = Duration::from_secs(10);
+/// How long a new binding whose project exists but is not provisioned yet waits before it says so. At bulk (a
+/// thousand projects applied at once) provisioning takes a while; the project's own status says why meanwhile.
+const NOT_READY_GRACE: Duration = Duration::from_secs(60);
+
+/// A binding applied together with its project (the usual GitOps case) finds the project missing, then not yet
+/// provisioned, for a moment. Reporting each would be two status writes and Events per binding for states that pass
+/// by themselves: a binding that has never reported anything waits quietly for a grace period from its creation (the
+/// project's changes wake it meanwhile) and reports only if it is still waiting then. Returns how long to wait
+/// before looking again, or `None` to report now.
+fn waiting_quietly(binding: &ProjectRoleBinding, refusal: &Refusal, now: Timestamp) -> Option<Duration> {
+    let grace = match refusal {
+        Refusal::ProjectNotFound => NOT_FOUND_GRACE,
+        Refusal::ProjectNotReady(_) => NOT_READY_GRACE,
+        Refusal::RoleNotAllowed(_) | Refusal::Expired => return None,
+    };
+    if binding.status.as_ref().is_some_and(|s| !s.conditions.is_empty()) {
+        return None;
+    }
+    let created = binding.meta().creation_timestamp.as_ref()?.0;
+    // A negative age (the operator's clock behind the API server's) is not trusted to mean "new".
+    let age = Duration::try_from(now.duration_since(created)).ok()?;
+    grace.checked_sub(age).filter(|left| !left.is_zero())
 }
 
 fn owned(rb: &RoleBinding, binding: &ProjectRoleBinding) -> bool {
@@ -128,11 +157,16 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
+    let (uid, version) = (binding.uid().unwrap_or_default(), binding.resource_version().unwrap_or_default());
+    if ctx.status_in_flight.already_written(&uid, &version, &status) {
+        return Ok(());
+    }
     let name = binding.name_any();
     let patch = json!({"apiVersion": ProjectRoleBinding::api_version(&()), "kind": ProjectRoleBinding::kind(&()), "status": status});
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|e| Error::kube("update status of", "ProjectRoleBinding", &name, e))?;
+    ctx.status_in_flight.wrote(&uid, &version, &status);
     let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
     // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
     // it): the condition says so; an Event would be a write for nothing.
@@ -140,4 +174,49 @@ async fn write_status(
         ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn binding(created: Timestamp, reported: bool) -> ProjectRoleBinding {
+        let mut b = ProjectRoleBinding::new("b", Default::default());
+        b.meta_mut().creation_timestamp = Some(Time(created));
+        if reported {
+            b.status = Some(ProjectRoleBindingStatus {
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: "False".into(),
+                    reason: "ProjectNotFound".into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(created),
+                }],
+                ..Default::default()
+            });
+        }
+        b
+    }
+
+    #[test]
+    fn a_new_binding_waits_quietly_for_its_project_then_reports() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |s: i64| t0 + k8s_openapi::jiff::SignedDuration::from_secs(s);
+        let not_ready = Refusal::ProjectNotReady("no namespace yet".into());
+        assert_eq!(
+            waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, at(3)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, at(10)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(10)), Some(Duration::from_secs(50)));
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(61)), None);
+        // Anything already reported is kept up to date at once; refusals that do not pass by themselves are never quiet.
+        assert_eq!(waiting_quietly(&binding(t0, true), &Refusal::ProjectNotFound, at(1)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::RoleNotAllowed("ws".into()), at(1)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::Expired, at(1)), None);
+        // Clock skew: a creation time in our future is not taken as "new".
+        assert_eq!(waiting_quietly(&binding(at(30), false), &Refusal::ProjectNotFound, t0), None);
+    }
 }

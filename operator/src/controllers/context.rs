@@ -100,6 +100,8 @@ pub struct Context {
     pub wake_project: mpsc::UnboundedSender<ObjectRef<Project>>,
     /// Consecutive failures per object, for exponential backoff that resets on success.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Status writes the caches have not caught up with yet (see `in_flight`).
+    pub status_in_flight: super::in_flight::InFlight,
 }
 
 impl Context {

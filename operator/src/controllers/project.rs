@@ -359,10 +359,15 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
+    let (uid, version) = (project.uid().unwrap_or_default(), project.resource_version().unwrap_or_default());
+    if ctx.status_in_flight.already_written(&uid, &version, &status) {
+        return Ok(());
+    }
     let patch = json!({"apiVersion": Project::api_version(&()), "kind": Project::kind(&()), "status": status});
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|e| Error::kube("update status of", "Project", &name, e))?;
+    ctx.status_in_flight.wrote(&uid, &version, &status);
     let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.as_str(), c.reason.as_str()));
     let now_status = if ready_cond.ok { "True" } else { "False" };
     if was != Some((now_status, ready_cond.reason.as_str())) {

@@ -1,0 +1,113 @@
+//! Status writes the cache has not seen yet.
+//!
+//! A reconcile computes the status from the cached object. When a second reconcile of the same object follows the
+//! first before the watch has delivered the first one's status write (a child created by the first one wakes it, say),
+//! the cache still holds the old status, so the second computes the same change again and writes it again, with a
+//! second Event. At bulk that was ~0.7 redundant status writes per custom resource. We remember what we wrote and
+//! from which version of the object; a write is skipped only while the cache still shows exactly that version and the
+//! new status says the same. Nothing is lost by skipping: our write produces a watch event for the object, which
+//! reconciles it again with the fresh status; and any other change to the object moves its version, which ends the
+//! skip.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// After this, an entry no longer suppresses anything (a watch that lost our event would otherwise hide a needed
+/// write until its next relist).
+const TTL: Duration = Duration::from_secs(10);
+/// Entries are dropped when seen superseded; the rest are swept by age once the map grows past this.
+const SWEEP_AT: usize = 4096;
+
+struct Entry {
+    /// The resourceVersion of the cached object the write was computed from.
+    based_on: String,
+    /// The status written, with condition transition times removed (they are stamped with "now").
+    written: serde_json::Value,
+    at: Instant,
+}
+
+#[derive(Default)]
+pub struct InFlight {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl InFlight {
+    /// True when `status` was already written for the object `uid` from the version the cache still holds.
+    pub fn already_written<S: Serialize>(&self, uid: &str, cached_version: &str, status: &S) -> bool {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        let Some(e) = entries.get(uid) else { return false };
+        if e.based_on != cached_version || e.at.elapsed() > TTL {
+            // The cache has moved on (or it has been too long): compare against the cache from now on.
+            entries.remove(uid);
+            return false;
+        }
+        e.written == comparable(status)
+    }
+
+    /// Remembers a successful status write for `uid`, computed from the cached object at `cached_version`.
+    pub fn wrote<S: Serialize>(&self, uid: &str, cached_version: &str, status: &S) {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        if entries.len() >= SWEEP_AT {
+            entries.retain(|_, e| e.at.elapsed() <= TTL);
+        }
+        entries.insert(
+            uid.to_owned(),
+            Entry { based_on: cached_version.to_owned(), written: comparable(status), at: Instant::now() },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+}
+
+/// The status as JSON without `lastTransitionTime`s: two reconciles a moment apart stamp a new transition with
+/// different instants but mean the same status.
+fn comparable<S: Serialize>(status: &S) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        for c in conds {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status(reason: &str, at: &str) -> serde_json::Value {
+        json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "reason": reason, "lastTransitionTime": at}]})
+    }
+
+    #[test]
+    fn skips_the_same_status_from_the_same_version_only() {
+        let f = InFlight::default();
+        assert!(!f.already_written("u1", "10", &status("Bound", "t1")));
+        f.wrote("u1", "10", &status("Bound", "t1"));
+        // Same version in the cache, same meaning (a later transition stamp): in flight.
+        assert!(f.already_written("u1", "10", &status("Bound", "t2")));
+        // A different status is a new decision: write it.
+        assert!(!f.already_written("u1", "10", &status("ProjectNotReady", "t2")));
+        // Another object is unaffected.
+        assert!(!f.already_written("u2", "10", &status("Bound", "t1")));
+    }
+
+    #[test]
+    fn a_newer_version_in_the_cache_ends_the_skip() {
+        let f = InFlight::default();
+        f.wrote("u1", "10", &status("Bound", "t1"));
+        assert!(!f.already_written("u1", "11", &status("Bound", "t1")));
+        assert_eq!(f.len(), 0, "a superseded entry is dropped");
+        // Even if the cache were to show the old version again, nothing is suppressed any more.
+        assert!(!f.already_written("u1", "10", &status("Bound", "t1")));
+    }
+}
