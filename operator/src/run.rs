@@ -248,6 +248,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         wake_project: wake_tx,
         failures: Mutex::new(HashMap::new()),
         status_in_flight: Default::default(),
+        event_slots: Arc::new(tokio::sync::Semaphore::new(crate::controllers::context::EVENT_SLOTS)),
     });
 
     let controller_config = kube::runtime::controller::Config::default().concurrency(cfg.concurrency);

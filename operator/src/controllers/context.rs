@@ -102,7 +102,12 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Status writes the caches have not caught up with yet (see `in_flight`).
     pub status_in_flight: super::in_flight::InFlight,
+    /// Events published at once (see `publish`).
+    pub event_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many Events are published concurrently.
+pub const EVENT_SLOTS: usize = 4;
 
 impl Context {
     /// Waits until the caches are synced, so a reconcile never acts on a half-filled cache.
@@ -171,7 +176,12 @@ impl Context {
         let recorder = self.recorder.clone();
         let regarding = obj.object_ref(&());
         let reason = reason.to_owned();
+        let slots = self.event_slots.clone();
         tokio::spawn(async move {
+            // Few at a time: when the API server is saturated (bulk provisioning) an unbounded number of concurrent
+            // publishes each held a connection and its buffers (the operator's memory doubled at 1000 projects) and
+            // competed with the reconciles' own writes. Waiting ones cost a task each.
+            let Ok(_slot) = slots.acquire_owned().await else { return };
             if let Err(e) = recorder.publish(&ev, &regarding).await {
                 tracing::warn!(error = %e, reason, "cannot publish event");
             }

@@ -24,8 +24,9 @@ const SWEEP_AT: usize = 4096;
 struct Entry {
     /// The resourceVersion of the cached object the write was computed from.
     based_on: String,
-    /// The status written, with condition transition times removed (they are stamped with "now").
-    written: serde_json::Value,
+    /// A hash of the status written, with condition transition times removed (they are stamped with "now"): a hash,
+    /// not the status, because entries of objects not reconciled again stay until swept.
+    written: u64,
     at: Instant,
 }
 
@@ -65,9 +66,11 @@ impl InFlight {
     }
 }
 
-/// The status as JSON without `lastTransitionTime`s: two reconciles a moment apart stamp a new transition with
-/// different instants but mean the same status.
-fn comparable<S: Serialize>(status: &S) -> serde_json::Value {
+/// The status as JSON without `lastTransitionTime`s (two reconciles a moment apart stamp a new transition with
+/// different instants but mean the same status), hashed: a status serializes its fields, and its maps (BTreeMaps), in
+/// a fixed order, so equal statuses hash equal.
+fn comparable<S: Serialize>(status: &S) -> u64 {
+    use std::hash::{Hash, Hasher};
     let mut v = serde_json::to_value(status).unwrap_or_default();
     if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
         for c in conds {
@@ -76,7 +79,9 @@ fn comparable<S: Serialize>(status: &S) -> serde_json::Value {
             }
         }
     }
-    v
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

@@ -44,25 +44,46 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
 
 /// Decides for every project of `workspace` at once (see `budget::decide`).
 pub fn decide(ctx: &Context, workspace: &Workspace) -> budget::Decisions {
+    decide_for(ctx, workspace, None)
+}
+
+/// The verdict for one project of `workspace`. It still takes every sibling into account (older ones come first for
+/// `maxProjects` and `projectId`s), but without a budget no sibling's quota can change it, so theirs are not built:
+/// at a thousand projects, building every sibling's quota in every project reconcile was most of the operator's CPU.
+fn verdict(ctx: &Context, workspace: &Workspace, project: &str) -> Option<Verdict> {
+    decide_for(ctx, workspace, Some(project)).verdicts.remove(project)
+}
+
+/// `only`: the project whose verdict is wanted; `None` for all (the workspace's view, with budget allocations).
+fn decide_for(ctx: &Context, workspace: &Workspace, only: Option<&str>) -> budget::Decisions {
     let name = workspace.name_any();
+    let spec = &workspace.spec;
+    // The quotas matter for everyone when a budget is shared; otherwise only for the project asked about.
+    let quota_matters = |p: &str| spec.budget.is_some() || only.is_none_or(|o| o == p);
     let candidates = ctx
         .stores
         .projects_of(&name)
         .iter()
-        .map(|p| Candidate {
-            name: p.name_any(),
-            created: p.meta().creation_timestamp.clone(),
-            project_id: p.spec.project_id.clone(),
-            requested: build::requested_quota(p, workspace),
-            granted: ctx
-                .stores
-                .quotas
-                .get(&ObjectRef::new(build::QUOTA_NAME).within(&p.name_any()))
-                .filter(|q| q.labels().get(labels::PROJECT) == Some(&p.name_any()))
-                .and_then(|q| q.spec.as_ref()?.hard.clone()),
+        .map(|p| {
+            let pname = p.name_any();
+            let full = quota_matters(&pname);
+            Candidate {
+                requested: if full { build::requested_quota(p, workspace) } else { Default::default() },
+                granted: if full {
+                    ctx.stores
+                        .quotas
+                        .get(&ObjectRef::new(build::QUOTA_NAME).within(&pname))
+                        .filter(|q| q.labels().get(labels::PROJECT) == Some(&pname))
+                        .and_then(|q| q.spec.as_ref()?.hard.clone())
+                } else {
+                    None
+                },
+                name: pname,
+                created: p.meta().creation_timestamp.clone(),
+                project_id: p.spec.project_id.clone(),
+            }
         })
         .collect();
-    let spec = &workspace.spec;
     budget::decide(spec.budget.as_ref().map(|b| &b.hard), spec.max_projects, candidates)
 }
 
@@ -79,7 +100,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     if let Some(problem) = validate::project_name_problem(&name, &ctx.settings.protected_namespaces) {
         return refuse(project, api, ctx, "InvalidName", problem).await;
     }
-    let verdict = decide(ctx, &workspace).verdicts.remove(&name).unwrap_or_else(|| Verdict::Refuse {
+    let verdict = verdict(ctx, &workspace, &name).unwrap_or_else(|| Verdict::Refuse {
         reason: "WorkspaceNotFound",
         message: "the project is not yet in the workspace's cache".into(),
     });

@@ -150,6 +150,33 @@ mod tests {
         }
     }
 
+    /// The project reconciler relies on this: without a budget, a project's verdict does not depend on any other
+    /// project's quota (so it need not build them), only on their ages and projectIds.
+    #[test]
+    fn without_a_budget_no_other_quota_changes_a_verdict() {
+        let mut all =
+            vec![candidate("a", 1, "4"), candidate("b", 2, "100"), candidate("c", 3, "7"), candidate("d", 4, "1")];
+        all[1].project_id = Some("same".into());
+        all[3].project_id = Some("same".into());
+        for max in [None, Some(2), Some(3)] {
+            let full = decide(None, max, all.clone());
+            for keep in ["a", "b", "c", "d"] {
+                let light: Vec<Candidate> = all
+                    .iter()
+                    .cloned()
+                    .map(|mut c| {
+                        if c.name != keep {
+                            c.requested = ResourceList::new();
+                            c.granted = Some(list(&[("requests.cpu", "999")]));
+                        }
+                        c
+                    })
+                    .collect();
+                assert_eq!(decide(None, max, light).verdicts[keep], full.verdicts[keep], "{keep}, maxProjects {max:?}");
+            }
+        }
+    }
+
     #[test]
     fn oldest_projects_get_the_budget_first() {
         let budget = list(&[("requests.cpu", "8")]);
