@@ -212,7 +212,8 @@ mod tests {
         assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, at(10)), None);
         assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(10)), Some(Duration::from_secs(50)));
         assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(61)), None);
-        // Anything already reported is kept up to date at once; refusals that do not pass by themselves are never quiet.
+        // Anything already reported is kept up to date at once;
+        // refusals that do not pass by themselves are never quiet.
         assert_eq!(waiting_quietly(&binding(t0, true), &Refusal::ProjectNotFound, at(1)), None);
         assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::RoleNotAllowed("ws".into()), at(1)), None);
         assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::Expired, at(1)), None);

@@ -1,13 +1,13 @@
 //! Status writes the cache has not seen yet.
 //!
-//! A reconcile computes the status from the cached object. When a second reconcile of the same object follows the
-//! first before the watch has delivered the first one's status write (a child created by the first one wakes it, say),
-//! the cache still holds the old status, so the second computes the same change again and writes it again, with a
-//! second Event. At bulk that was ~0.7 redundant status writes per custom resource. We remember what we wrote and
-//! from which version of the object; a write is skipped only while the cache still shows exactly that version and the
-//! new status says the same. Nothing is lost by skipping: our write produces a watch event for the object, which
-//! reconciles it again with the fresh status; and any other change to the object moves its version, which ends the
-//! skip.
+//! A reconcile computes the status from the cached object. When a second reconcile of the same object follows the first
+//! before the watch has delivered the first one's status write (a child created by the first one wakes it, say), the
+//! cache still holds the old status, so the second computes the same change again and writes it again, with a second
+//! Event (an N=300 benchmark counted ~1.4 Ready Events per project and ~1.8 Bound Events per binding, from such
+//! repeats). We remember what we wrote and from which version of the object; a write is skipped only while the cache
+//! still shows exactly that version and the new status says the same. Nothing is lost by skipping: our write produces a
+//! watch event for the object, which reconciles it again with the fresh status; and any other change to the object
+//! moves its version, which ends the skip.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
