@@ -190,6 +190,8 @@ pub struct Report {
     /// How the figures were obtained, and anything that looked wrong.
     pub notes: Vec<String>,
     pub summary: Summary,
+    /// Set when every figure was measured but deleting what the benchmark made failed.
+    pub cleanup_failed: Option<String>,
 }
 
 impl fmt::Display for Report {
@@ -241,7 +243,12 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     let _ = std::fs::remove_dir_all(&b.dir);
     match (outcome, cleaned) {
         (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(format!("the benchmark ran, but cleaning up failed: {e}").into()),
+        // The figures stand (a 20-minute run is not thrown away); the caller reports the leftovers and fails.
+        (Ok(mut report), Err(e)) => {
+            report.cleanup_failed = Some(e.to_string());
+            report.notes.push(format!("cleaning up failed: {e}; leftovers carry the label {}", b.selector()));
+            Ok(report)
+        }
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(c)) => Err(format!("{e}\n(and cleaning up failed too: {c})").into()),
     }
@@ -675,7 +682,7 @@ impl Bench {
             p50_ms: p50.round() as u64,
             p99_ms: p99.round() as u64,
         };
-        Ok(Report { header, rows, notes, summary })
+        Ok(Report { header, rows, notes, summary, cleanup_failed: None })
     }
 
     async fn header(&self) -> Vec<String> {
@@ -1092,6 +1099,9 @@ impl Bench {
 
     /// Deletes what the benchmark made: bindings and projects (their namespaces go with them), the workspace, and
     /// any floor namespace left. Falls back to removing finalizers if the operator cannot finish.
+    /// Deletes everything the benchmark made. Its first requests follow minutes of quiet on the client's connections,
+    /// which the API server may have closed meanwhile (a pooled connection then fails with `SendRequest`): those are
+    /// retried, so a run is not lost to its cleanup.
     async fn cleanup(&self, state: &mut State) -> Result<()> {
         self.say("cleanup");
         let sel = self.selector();
@@ -1101,8 +1111,8 @@ impl Bench {
         let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
         let workspaces: Api<Workspace> = Api::all(self.client.clone());
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        bindings.delete_collection(&dp, &lp).await?;
-        projects.delete_collection(&dp, &lp).await?;
+        transient_retried(|| bindings.delete_collection(&dp, &lp)).await?;
+        transient_retried(|| projects.delete_collection(&dp, &lp)).await?;
         let timeout = Duration::from_secs(120) + Duration::from_millis(500 * self.n() as u64);
         let mut forced = false;
         let any = !projects.list_metadata(&lp.clone().limit(1)).await?.items.is_empty();
@@ -1125,7 +1135,7 @@ impl Bench {
         }
         wait_gone(namespaces.clone(), &ws_sel, timeout, "the projects' namespaces to be deleted", self).await?;
         if state.workspace_created {
-            workspaces.delete_collection(&dp, &lp).await?;
+            transient_retried(|| workspaces.delete_collection(&dp, &lp)).await?;
             if forced
                 || wait_gone(workspaces.clone(), &sel, Duration::from_secs(60), "the Workspace to be deleted", self)
                     .await
@@ -1841,6 +1851,25 @@ fn parse_audit(buf: &[u8]) -> Vec<Write> {
             }
         })
         .collect()
+}
+
+/// Retries `f` up to 5 times, a second apart, while it fails without an answer from the API server (a connection
+/// error); an answer, even an error, is returned as it is.
+async fn transient_retried<T, F, Fut>(mut f: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < 5 && !matches!(e, kube::Error::Api(_)) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ async fn a_small_benchmark_runs_and_the_operator_is_quiet_when_idle_and_after_a_
     };
     let report = bench::run(&settings).await.unwrap_or_else(|e| panic!("the benchmark failed: {e}"));
     println!("{report}");
+    assert_eq!(report.cleanup_failed, None, "the benchmark leaves nothing behind");
     let text = report.to_string();
     let last = text.lines().last().expect("a report has lines");
     let summary = Summary::parse(last).unwrap_or_else(|| panic!("the last line is not a summary: {last:?}"));

@@ -73,7 +73,13 @@ async fn main() -> ExitCode {
     match bench::run(&settings).await {
         Ok(report) => {
             println!("{report}");
-            ExitCode::SUCCESS
+            match &report.cleanup_failed {
+                Some(e) => {
+                    eprintln!("bench: error: the benchmark ran, but cleaning up failed: {e}");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("bench: error: {e}");
