@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cache;
 pub mod controllers;
 pub mod crdgen;
 mod error;
+pub mod events;
 pub mod guard;
 pub mod http;
 pub mod labels;

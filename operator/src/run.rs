@@ -10,19 +10,21 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use std::future::Future;
 
-use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use crate::events::{Recorder, Reporter};
+use futures::{FutureExt, SinkExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ListParams;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{Project, ProjectRoleBinding, Workspace};
+use crate::cache::{self, ChildStore};
 use crate::controllers::context::{Context, Settings, Stores};
 use crate::controllers::{binding, error_policy, project, record_success, workspace};
 use crate::guard;
@@ -57,8 +59,23 @@ fn list_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
-/// A watch of the children we manage, filtered by our label, feeding a cache and a trigger stream.
-fn children<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+/// A watch of the namespaced children we manage, filtered by our label, feeding a compact cache and a trigger
+/// stream.
+fn children<K>(client: &Client) -> (ChildStore<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, mut writer) = cache::store();
+    let stream = watcher(Api::<K>::all(client.clone()), list_config().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .modify(strip)
+        .inspect_ok(move |event| writer.apply(event))
+        .touched_objects();
+    (reader, stream)
+}
+
+/// A watch of the cluster-scoped children we manage (one or two per workspace), feeding a cache and a trigger stream.
+fn cluster_children<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -111,40 +128,49 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// A watch feeding a cache and `N` trigger streams, so controllers share it instead of each watching again.
+/// Feeds what a watch (already writing its cache) touched to `N` trigger streams, so controllers share one watch
+/// instead of each watching again.
 ///
 /// Not kube's shared store: its subscribers are told of applied objects only, never of deleted ones, and a deleted
 /// binding must wake its project (or a removed admin would keep its delegation). Every touched object, deleted ones
 /// included, goes to every consumer; the channels are bounded, so a slow consumer slows the watch instead of
 /// growing a queue.
 fn fan_out<K, S, const N: usize>(
-    events: S,
+    cached_events: S,
     buffer: usize,
-) -> (Store<K>, [mpsc::Receiver<Arc<K>>; N], impl Future<Output = ()> + Send + 'static)
+) -> ([mpsc::Receiver<Arc<K>>; N], impl Future<Output = ()> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 {
-    let (reader, writer) = reflector::store();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..N).map(|_| mpsc::channel(buffer)).unzip();
     let receivers: [mpsc::Receiver<Arc<K>>; N] = receivers.try_into().unwrap_or_else(|_| unreachable!("N receivers"));
-    let watch = events.default_backoff().modify(strip).reflect(writer).touched_objects().fold(
-        senders,
-        |mut senders, touched| async move {
-            match touched {
-                Ok(obj) => {
-                    let obj = Arc::new(obj);
-                    for s in &mut senders {
-                        // A closed receiver means its controller has stopped: we are shutting down.
-                        let _ = s.send(obj.clone()).await;
-                    }
+    let watch = cached_events.touched_objects().fold(senders, |mut senders, touched| async move {
+        match touched {
+            Ok(obj) => {
+                let obj = Arc::new(obj);
+                for s in &mut senders {
+                    // A closed receiver means its controller has stopped: we are shutting down.
+                    let _ = s.send(obj.clone()).await;
                 }
-                Err(e) => tracing::warn!(kind = %K::kind(&()), "watch: {e}"),
             }
-            senders
-        },
-    );
-    (reader, receivers, watch.map(|_| ()))
+            Err(e) => tracing::warn!(kind = %K::kind(&()), "watch: {e}"),
+        }
+        senders
+    });
+    (receivers, watch.map(|_| ()))
+}
+
+/// A watch of one of our own kinds into a kube store; objects that do not decode are reported and left out.
+fn cached_watch<K>(
+    client: &Client,
+    invalid: &mpsc::UnboundedSender<guard::Invalid>,
+) -> (Store<K>, impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Default + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    (reader, guarded_watch::<K>(client, invalid).default_backoff().modify(strip).reflect(writer))
 }
 
 /// A watch of one of our own kinds, whose objects that do not decode are reported and left out (see `guard`).
@@ -197,14 +223,20 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
 
     // Watches that feed more than one controller are shared.
     let (invalid_tx, invalid_rx) = mpsc::unbounded();
-    let (projects, [projects_for_projects, projects_for_workspaces, projects_for_bindings], project_watch) =
-        fan_out(guarded_watch::<Project>(&client, &invalid_tx), 1024);
-    let (workspaces, [workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
-        fan_out(guarded_watch::<Workspace>(&client, &invalid_tx), 256);
-    let (bindings, [bindings_for_bindings, bindings_for_projects], binding_watch) =
-        fan_out(guarded_watch::<ProjectRoleBinding>(&client, &invalid_tx), 1024);
-    let (role_bindings, [rbs_for_projects, rbs_for_bindings], rb_watch) =
-        fan_out(watcher(Api::<RoleBinding>::all(client.clone()), ours()), 1024);
+    let (projects, events) = cached_watch::<Project>(&client, &invalid_tx);
+    let ([projects_for_projects, projects_for_workspaces, projects_for_bindings], project_watch) =
+        fan_out(events, 1024);
+    let (workspaces, events) = cached_watch::<Workspace>(&client, &invalid_tx);
+    let ([workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
+        fan_out(events, 256);
+    let (bindings, events) = cached_watch::<ProjectRoleBinding>(&client, &invalid_tx);
+    let ([bindings_for_bindings, bindings_for_projects], binding_watch) = fan_out(events, 1024);
+    let (role_bindings, mut rb_writer) = cache::store();
+    let rb_events = watcher(Api::<RoleBinding>::all(client.clone()), ours())
+        .default_backoff()
+        .modify(strip)
+        .inspect_ok(move |event| rb_writer.apply(event));
+    let ([rbs_for_projects, rbs_for_bindings], rb_watch) = fan_out(rb_events, 1024);
 
     // Namespaces as metadata only: every namespace, so a conflicting or newly adoptable one is seen at once.
     let (namespaces, ns_writer) = reflector::store();
@@ -218,8 +250,8 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let (network_policies, np_stream) = children::<NetworkPolicy>(&client);
     let (service_accounts, sa_stream) = children::<ServiceAccount>(&client);
     let (roles, role_stream) = children::<Role>(&client);
-    let (cluster_roles, cr_stream) = children::<ClusterRole>(&client);
-    let (cluster_role_bindings, crb_stream) = children::<ClusterRoleBinding>(&client);
+    let (cluster_roles, cr_stream) = cluster_children::<ClusterRole>(&client);
+    let (cluster_role_bindings, crb_stream) = cluster_children::<ClusterRoleBinding>(&client);
 
     let stores = Stores {
         projects: projects.clone(),
@@ -261,7 +293,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .watches_stream(role_stream, |c| project_of(&c))
         .watches_shared_stream(rbs_for_projects, |rb| project_of(&*rb))
         .watches_stream(ns_stream, |ns| Some(ObjectRef::new(&ns.name_any())))
-        .watches_shared_stream(spec_changes(workspaces_for_projects), move |ws| {
+        .watches_shared_stream(spec_changes(workspaces_for_projects, workspaces.clone()), move |ws| {
             let name = ws.name_any();
             projects_of_workspace
                 .state()
@@ -280,7 +312,9 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .for_each(log_queue_errors::<Project, _>);
 
     let workspace_controller = Controller::for_shared_stream(workspaces_for_workspaces, workspaces.clone())
-        .watches_shared_stream(projects_for_workspaces, |p| Some(ObjectRef::new(&p.spec.workspace)))
+        .watches_shared_stream(spec_changes(projects_for_workspaces, projects.clone()), |p| {
+            Some(ObjectRef::new(&p.spec.workspace))
+        })
         .watches_stream(cr_stream, |c| workspace_of(&c))
         .watches_stream(crb_stream, |c| workspace_of(&c))
         .trigger_backoff(EachWatchBacksOff)
@@ -299,7 +333,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             refs(bindings_of_project.state().into_iter().filter(|b| b.spec.project == name))
         })
         // A workspace's allowed roles decide which bindings may exist.
-        .watches_shared_stream(spec_changes(workspaces_for_bindings), move |ws| {
+        .watches_shared_stream(spec_changes(workspaces_for_bindings, workspaces.clone()), move |ws| {
             let name = ws.name_any();
             let projects: std::collections::HashSet<String> =
                 projects_for_lookup.state().iter().filter(|p| p.spec.workspace == name).map(|p| p.name_any()).collect();
@@ -393,13 +427,25 @@ fn refs<K: Resource<DynamicType = ()>>(objs: impl Iterator<Item = Arc<K>>) -> Ve
     objs.map(|o| ObjectRef::from_obj(&*o)).collect()
 }
 
-/// Only new generations of workspaces: their spec matters to projects and bindings, their status does not.
-fn spec_changes(stream: mpsc::Receiver<Arc<Workspace>>) -> impl Stream<Item = Arc<Workspace>> + Send + 'static {
-    // By uid: a workspace deleted and created again under its name starts at generation 1 again.
+/// Only new generations and deletions: for the workspace's spec that matters to projects and bindings, for a
+/// project's spec that matters to its workspace. Not status changes: at bulk, every project's status writes would
+/// otherwise each make its workspace decide for all N projects again.
+fn spec_changes<K>(stream: mpsc::Receiver<Arc<K>>, store: Store<K>) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    // By uid: an object deleted and created again under its name starts at generation 1 again.
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    stream.filter(move |ws| {
-        let uid = ws.meta().uid.clone().unwrap_or_default();
-        let changed = generations.insert(uid, ws.meta().generation) != Some(ws.meta().generation);
+    stream.filter(move |obj| {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        // The watch wrote the store before handing the object on: not in it means deleted.
+        let deleted = store.get(&ObjectRef::from_obj(&**obj)).is_none_or(|cached| cached.meta().uid != obj.meta().uid);
+        let changed = if deleted {
+            generations.remove(&uid);
+            true
+        } else {
+            generations.insert(uid, obj.meta().generation) != Some(obj.meta().generation)
+        };
         futures::future::ready(changed)
     })
 }

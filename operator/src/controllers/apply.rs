@@ -4,11 +4,11 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cache::{Child, ChildStore};
 use crate::labels::FIELD_MANAGER;
 use crate::resources::compare::difference;
 use crate::{Error, Result};
@@ -19,18 +19,17 @@ pub struct Change {
     pub verb: &'static str,
     pub kind: String,
     pub name: String,
-    /// The object written, for the Event's `related` field: the recorder folds events that differ only in their
-    /// note into one series, so without it every child's Created would count as one.
+    /// The object written, for the Event's `related` field.
     pub object: ObjectReference,
 }
 
-fn reference<K: Resource<DynamicType = ()>>(meta: &kube::core::ObjectMeta) -> ObjectReference {
+fn reference<K: Resource<DynamicType = ()>>(name: &str, namespace: Option<&str>, uid: Option<&str>) -> ObjectReference {
     ObjectReference {
         api_version: Some(K::api_version(&()).into_owned()),
         kind: Some(K::kind(&()).into_owned()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        uid: uid.map(str::to_owned),
         ..Default::default()
     }
 }
@@ -41,57 +40,70 @@ impl std::fmt::Display for Change {
     }
 }
 
-fn full_name(meta: &kube::core::ObjectMeta) -> String {
-    match &meta.namespace {
-        Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
-        None => meta.name.clone().unwrap_or_default(),
+fn full_name(name: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
     }
 }
 
-/// Applies `desired` unless the cached object `L` (the same kind, or its metadata) already matches it.
-pub async fn ensure<K, L>(api: &Api<K>, store: &Store<L>, desired: &K) -> Result<Option<Change>>
+/// Applies `desired` unless `live`, the cached object (or its metadata, or a cached child), already matches it.
+pub async fn ensure<K, L>(api: &Api<K>, live: Option<&L>, desired: &K) -> Result<Option<Change>>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
-    L: Resource<DynamicType = ()> + Serialize + Clone,
+    L: Serialize,
 {
-    let name = desired.name_any();
-    let mut key = ObjectRef::<L>::new(&name);
-    if let Some(ns) = &desired.meta().namespace {
-        key = key.within(ns);
-    }
-    let live = store.get(&key);
-    let diff = match live.as_deref() {
+    let diff = match live {
         Some(l) => match difference(desired, l) {
             None => return Ok(None),
             Some(path) => path,
         },
         None => "(missing)".to_owned(),
     };
+    let name = desired.name_any();
+    let namespace = desired.meta().namespace.as_deref();
     let kind = K::kind(&()).into_owned();
-    let full = full_name(desired.meta());
+    let full = full_name(&name, namespace);
     tracing::debug!(kind, name = full, differs_at = diff, "applying");
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired))
         .await
         .map_err(|e| Error::kube("apply", &kind, &full, e))?;
-    let object = reference::<K>(desired.meta());
+    let object = reference::<K>(&name, namespace, desired.meta().uid.as_deref());
     Ok(Some(Change { verb: if live.is_some() { "Updated" } else { "Created" }, kind, name: full, object }))
 }
 
-/// Deletes one object; gone already is fine.
-pub async fn delete<K>(api: &Api<K>, obj: &K) -> Result<Option<Change>>
+/// `ensure` for a namespaced child, compared with its cache.
+pub async fn ensure_child<K>(api: &Api<K>, store: &ChildStore<K>, desired: &K) -> Result<Option<Change>>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let live = store.get(desired.meta().namespace.as_deref().unwrap_or_default(), &desired.name_any());
+    ensure(api, live.as_deref(), desired).await
+}
+
+/// Deletes one object; gone already is fine. Preconditioned on the uid we saw, so an object recreated by someone
+/// else meanwhile is never deleted.
+pub async fn delete<K>(api: &Api<K>, name: &str, namespace: Option<&str>, uid: Option<&str>) -> Result<Option<Change>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
     let kind = K::kind(&()).into_owned();
-    let full = full_name(obj.meta());
-    // Preconditioned on the uid we saw, so an object recreated by someone else meanwhile is never deleted.
+    let full = full_name(name, namespace);
     let dp = DeleteParams {
-        preconditions: obj.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+        preconditions: uid.map(|uid| kube::api::Preconditions { uid: Some(uid.to_owned()), resource_version: None }),
         ..Default::default()
     };
-    match api.delete(&obj.name_any(), &dp).await {
-        Ok(_) => Ok(Some(Change { verb: "Deleted", kind, name: full, object: reference::<K>(obj.meta()) })),
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(Some(Change { verb: "Deleted", kind, name: full, object: reference::<K>(name, namespace, uid) })),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
         Err(e) => Err(Error::kube("delete", kind, full, e)),
     }
+}
+
+/// `delete` of a cached child.
+pub async fn delete_child<K>(api: &Api<K>, child: &Child<K>) -> Result<Option<Change>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    delete(api, &child.name, Some(&child.namespace), child.uid.as_deref()).await
 }

@@ -6,19 +6,18 @@ use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
-use super::apply::{delete, ensure};
+use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
+use super::status::StatusWrite;
+use crate::Result;
 use crate::api::{ProjectRoleBinding, ProjectRoleBindingStatus};
-use crate::labels::{self, FIELD_MANAGER};
+use crate::labels;
 use crate::resources::binding::{Refusal, desired, role_binding_name};
-use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -41,7 +40,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
 
     match desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now) {
-        Ok(rb) => match ensure(&rb_api, &s.role_bindings, &rb).await {
+        Ok(rb) => match ensure_child(&rb_api, &s.role_bindings, &rb).await {
             Ok(change) => {
                 if let Some(change) = change {
                     // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
@@ -79,9 +78,9 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
         },
         Err(refusal) => {
             // Nothing may stay granted that is not allowed now: remove the RoleBinding if there is one.
-            let key = ObjectRef::new(&role_binding_name(&binding)).within(&spec.project);
-            if let Some(rb) = s.role_bindings.get(&key).filter(|rb| owned(rb, &binding))
-                && let Some(change) = delete(&rb_api, &rb).await?
+            let rb = s.role_bindings.get(&spec.project, &role_binding_name(&binding));
+            if let Some(rb) = rb.filter(|rb| binding.meta().uid.is_some() && rb.controller == binding.meta().uid)
+                && let Some(change) = delete_child(&rb_api, &rb).await?
             {
                 ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;
             }
@@ -124,10 +123,6 @@ fn waiting_quietly(binding: &ProjectRoleBinding, refusal: &Refusal, now: Timesta
     grace.checked_sub(age).filter(|left| !left.is_zero())
 }
 
-fn owned(rb: &RoleBinding, binding: &ProjectRoleBinding) -> bool {
-    rb.owner_references().iter().any(|o| Some(&o.uid) == binding.meta().uid.as_ref())
-}
-
 /// Wakes the binding when it expires, so access ends on time without polling.
 fn until_expiry(binding: &ProjectRoleBinding, now: Timestamp) -> Action {
     match &binding.spec.expires_at {
@@ -157,16 +152,9 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let (uid, version) = (binding.uid().unwrap_or_default(), binding.resource_version().unwrap_or_default());
-    if ctx.status_in_flight.already_written(&uid, &version, &status) {
+    if super::status::apply(api, binding, ctx, &status).await? != StatusWrite::Yes {
         return Ok(());
     }
-    let name = binding.name_any();
-    let patch = json!({"apiVersion": ProjectRoleBinding::api_version(&()), "kind": ProjectRoleBinding::kind(&()), "status": status});
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|e| Error::kube("update status of", "ProjectRoleBinding", &name, e))?;
-    ctx.status_in_flight.wrote(&uid, &version, &status);
     let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
     // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
     // it): the condition says so; an Event would be a write for nothing.

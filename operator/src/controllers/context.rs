@@ -3,17 +3,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::events::{Event, EventType, Recorder};
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
 use super::apply::Change;
 use crate::api::{Project, ProjectRoleBinding, Workspace};
+use crate::cache::ChildStore;
 use crate::metrics::Metrics;
 use crate::resources::RoleMap;
 use crate::resources::budget::Verdict;
@@ -32,13 +33,13 @@ pub struct Stores {
     pub projects: Store<Project>,
     pub workspaces: Store<Workspace>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub quotas: Store<ResourceQuota>,
-    pub limit_ranges: Store<LimitRange>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub role_bindings: Store<RoleBinding>,
+    pub quotas: ChildStore<ResourceQuota>,
+    pub limit_ranges: ChildStore<LimitRange>,
+    pub network_policies: ChildStore<NetworkPolicy>,
+    pub service_accounts: ChildStore<ServiceAccount>,
+    pub role_bindings: ChildStore<RoleBinding>,
     pub bindings: Store<ProjectRoleBinding>,
-    pub roles: Store<Role>,
+    pub roles: ChildStore<Role>,
     pub cluster_roles: Store<ClusterRole>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
 }
@@ -49,13 +50,13 @@ impl Stores {
         wait(&self.projects).await?;
         wait(&self.workspaces).await?;
         wait(&self.namespaces).await?;
-        wait(&self.quotas).await?;
-        wait(&self.limit_ranges).await?;
-        wait(&self.network_policies).await?;
-        wait(&self.service_accounts).await?;
-        wait(&self.role_bindings).await?;
+        self.quotas.ready().await;
+        self.limit_ranges.ready().await;
+        self.network_policies.ready().await;
+        self.service_accounts.ready().await;
+        self.role_bindings.ready().await;
         wait(&self.bindings).await?;
-        wait(&self.roles).await?;
+        self.roles.ready().await;
         wait(&self.cluster_roles).await?;
         wait(&self.cluster_role_bindings).await
     }
@@ -130,8 +131,7 @@ impl Context {
 
     /// Events for the writes of one reconcile, and a count per object in the metrics. One Event per verb lists the
     /// objects written (a project's first provisioning is one `Created` Event, not twelve: Events are API writes
-    /// too); a single object is also named as the Event's related object, so the recorder does not fold unrelated
-    /// changes into one series.
+    /// too); a single object is also named as the Event's related object, so `kubectl get events` can select it.
     pub async fn changed<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,

@@ -7,6 +7,7 @@ pub mod context;
 pub mod finalizer;
 pub mod in_flight;
 pub mod project;
+pub mod status;
 pub mod workspace;
 
 use std::sync::Arc;

@@ -11,17 +11,19 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::apply::{Change, delete, ensure};
+use super::apply::{Change, delete, delete_child, ensure, ensure_child};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
+use super::status::StatusWrite;
 use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
+use crate::cache::{Child, ChildStore};
 use crate::labels::{self, FIELD_MANAGER};
 use crate::resources::budget::{self, Candidate, Verdict};
 use crate::resources::{Children, desired, project as build, validate};
@@ -69,12 +71,13 @@ fn decide_for(ctx: &Context, workspace: &Workspace, only: Option<&str>) -> budge
             let full = quota_matters(&pname);
             Candidate {
                 requested: if full { build::requested_quota(p, workspace) } else { Default::default() },
-                granted: if full {
+                // What it was granted matters only when a budget is short.
+                granted: if spec.budget.is_some() {
                     ctx.stores
                         .quotas
-                        .get(&ObjectRef::new(build::QUOTA_NAME).within(&pname))
-                        .filter(|q| q.labels().get(labels::PROJECT) == Some(&pname))
-                        .and_then(|q| q.spec.as_ref()?.hard.clone())
+                        .get(&pname, build::QUOTA_NAME)
+                        .filter(|q| q.project.as_ref() == Some(&pname))
+                        .and_then(|q| q.decode()?.spec?.hard)
                 } else {
                     None
                 },
@@ -198,7 +201,8 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     let s = &ctx.stores;
     let mut changes = Vec::new();
     // The namespace first: everything else lives in it.
-    changes.extend(ensure(&Api::<Namespace>::all(client.clone()), &s.namespaces, &c.namespace).await?);
+    let live_ns = s.namespaces.get(&ObjectRef::new(&ns));
+    changes.extend(ensure(&Api::<Namespace>::all(client.clone()), live_ns.as_deref(), &c.namespace).await?);
 
     let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &ns);
     let limits = Api::<LimitRange>::namespaced(client.clone(), &ns);
@@ -209,14 +213,14 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
         ensure_opt(&quotas, &s.quotas, c.quota.as_ref()),
         ensure_opt(&limits, &s.limit_ranges, c.limit_range.as_ref()),
         ensure_opt(&policies, &s.network_policies, c.network_policy.as_ref()),
-        ensure(&accounts, &s.service_accounts, &c.runner),
+        ensure_child(&accounts, &s.service_accounts, &c.runner),
     )?;
     changes.extend([q, l, n, a].into_iter().flatten());
     let roles = Api::<Role>::namespaced(client.clone(), &ns);
-    changes.extend(ensure(&roles, &s.roles, &c.delegation).await?);
+    changes.extend(ensure_child(&roles, &s.roles, &c.delegation).await?);
     let mut forbidden = Vec::new();
     let results =
-        futures::future::join_all(c.role_bindings.iter().map(|rb| ensure(&bindings, &s.role_bindings, rb))).await;
+        futures::future::join_all(c.role_bindings.iter().map(|rb| ensure_child(&bindings, &s.role_bindings, rb))).await;
     for (rb, result) in c.role_bindings.iter().zip(results) {
         match result {
             Ok(change) => changes.extend(change),
@@ -240,27 +244,25 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     changes.extend(prune(&roles, &s.roles, &ns, &uid, &names([&c.delegation])).await?);
     // RoleBindings of ProjectRoleBindings that are gone. The garbage collector would delete them too, but only once
     // it has discovered the CRD (up to half a minute after it is installed): revoking access must not wait for that.
-    for rb in s.role_bindings.state() {
-        let Some(binding) = rb.annotations().get(labels::BINDING) else { continue };
-        let ours = rb.metadata.namespace.as_deref() == Some(ns.as_str())
-            && rb.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE);
+    for rb in s.role_bindings.in_namespace(&ns) {
+        let Some(binding) = &rb.binding else { continue };
         let owner_alive = s
             .bindings
             .get(&ObjectRef::new(binding))
-            .is_some_and(|b| rb.owner_references().iter().any(|o| Some(&o.uid) == b.meta().uid.as_ref()));
-        if ours && !owner_alive {
-            changes.extend(delete(&bindings, &rb).await?);
+            .is_some_and(|b| b.meta().uid.is_some() && rb.controller == b.meta().uid);
+        if !owner_alive {
+            changes.extend(delete_child(&bindings, &rb).await?);
         }
     }
     Ok(Written { changes, forbidden })
 }
 
-async fn ensure_opt<K>(api: &Api<K>, store: &Store<K>, desired: Option<&K>) -> Result<Option<Change>>
+async fn ensure_opt<K>(api: &Api<K>, store: &ChildStore<K>, desired: Option<&K>) -> Result<Option<Change>>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
 {
     match desired {
-        Some(d) => ensure(api, store, d).await,
+        Some(d) => ensure_child(api, store, d).await,
         None => Ok(None),
     }
 }
@@ -269,15 +271,17 @@ fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSe
     objs.into_iter().map(|o| o.name_any()).collect()
 }
 
-/// Owned by this project (by uid, not just by label) and not wanted any more.
-fn owned_by<K: Resource>(obj: &K, namespace: &str, uid: &Option<String>) -> bool {
-    obj.meta().namespace.as_deref() == Some(namespace)
-        && obj.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+/// This project's children in its namespace: controlled by it (by uid, not just by label).
+fn owned_by<K>(store: &ChildStore<K>, ns: &str, uid: &Option<String>) -> Vec<Arc<Child<K>>> {
+    let mut owned = store.in_namespace(ns);
+    owned.retain(|c| uid.is_some() && &c.controller == uid);
+    owned
 }
 
+/// Deletes the children this project owns but no longer wants.
 async fn prune<K>(
     api: &Api<K>,
-    store: &Store<K>,
+    store: &ChildStore<K>,
     ns: &str,
     uid: &Option<String>,
     keep: &BTreeSet<String>,
@@ -286,9 +290,9 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let mut changes = Vec::new();
-    for obj in store.state() {
-        if owned_by(&*obj, ns, uid) && !keep.contains(&obj.name_any()) {
-            changes.extend(delete(api, &*obj).await?);
+    for child in owned_by(store, ns, uid) {
+        if !keep.contains(&child.name) {
+            changes.extend(delete_child(api, &child).await?);
         }
     }
     Ok(changes)
@@ -354,12 +358,8 @@ async fn write_status(
     // `hard` is what we granted (known now, so Ready is reported with it in one write); `used` comes from the
     // ResourceQuota's status once the quota controller has counted.
     let quota = children.and_then(|c| c.quota.as_ref()).map(|q| {
-        let used = ctx
-            .stores
-            .quotas
-            .get(&ObjectRef::new(build::QUOTA_NAME).within(&name))
-            .and_then(|q| q.status.clone()?.used)
-            .unwrap_or_default();
+        let used =
+            ctx.stores.quotas.get(&name, build::QUOTA_NAME).and_then(|q| q.decode()?.status?.used).unwrap_or_default();
         ProjectQuotaStatus { hard: q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default(), used }
     });
     let members: BTreeMap<String, i32> = match children {
@@ -380,15 +380,9 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let (uid, version) = (project.uid().unwrap_or_default(), project.resource_version().unwrap_or_default());
-    if ctx.status_in_flight.already_written(&uid, &version, &status) {
+    if super::status::apply(api, project, ctx, &status).await? != StatusWrite::Yes {
         return Ok(());
     }
-    let patch = json!({"apiVersion": Project::api_version(&()), "kind": Project::kind(&()), "status": status});
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|e| Error::kube("update status of", "Project", &name, e))?;
-    ctx.status_in_flight.wrote(&uid, &version, &status);
     let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.as_str(), c.reason.as_str()));
     let now_status = if ready_cond.ok { "True" } else { "False" };
     if was != Some((now_status, ready_cond.reason.as_str())) {
@@ -430,7 +424,7 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
         } else {
             if ns.meta().deletion_timestamp.is_none() {
                 let nss: Api<Namespace> = Api::all(ctx.client.clone());
-                delete(&nss, &Namespace { metadata: ns.metadata.clone(), ..Default::default() }).await?;
+                delete(&nss, &name, None, ns.meta().uid.as_deref()).await?;
                 ctx.event(
                     project,
                     false,
@@ -481,7 +475,7 @@ async fn release(project: &Project, ctx: &Context) -> Result<()> {
 
 async fn unmanage_all<K>(
     api: &Api<K>,
-    store: &Store<K>,
+    store: &ChildStore<K>,
     ns: &str,
     uid: &Option<String>,
     patch: &serde_json::Value,
@@ -489,14 +483,11 @@ async fn unmanage_all<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    for obj in store.state().iter().filter(|o| owned_by(&***o, ns, uid)) {
-        let kind = K::kind(&()).into_owned();
-        match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+    for child in owned_by(store, ns, uid) {
+        match api.patch(&child.name, &PatchParams::default(), &Patch::Merge(patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                return Err(Error::kube("release", kind, format!("{ns}/{}", obj.name_any()), e));
-            }
+            Err(e) => return Err(Error::kube("release", K::kind(&()), format!("{ns}/{}", child.name), e)),
         }
     }
     Ok(())

@@ -87,15 +87,19 @@ async fn write_delegation(workspace: &Workspace, ctx: &Context) -> Result<Vec<Ch
     let (role, binding) = delegation(workspace);
     let roles: Api<ClusterRole> = Api::all(ctx.client.clone());
     let bindings: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let mut changes: Vec<Change> = ensure(&roles, &ctx.stores.cluster_roles, &role).await?.into_iter().collect();
+    let live_role = ctx.stores.cluster_roles.get(&ObjectRef::new(&role.name_any()));
+    let mut changes: Vec<Change> = ensure(&roles, live_role.as_deref(), &role).await?.into_iter().collect();
     match binding {
-        Some(b) => changes.extend(ensure(&bindings, &ctx.stores.cluster_role_bindings, &b).await?),
+        Some(b) => {
+            let live = ctx.stores.cluster_role_bindings.get(&ObjectRef::new(&b.name_any()));
+            changes.extend(ensure(&bindings, live.as_deref(), &b).await?)
+        }
         None => {
             let key = ObjectRef::new(&delegation_name(workspace));
             if let Some(old) = ctx.stores.cluster_role_bindings.get(&key)
                 && old.owner_references().iter().any(|o| Some(&o.uid) == workspace.meta().uid.as_ref())
             {
-                changes.extend(delete(&bindings, &old).await?);
+                changes.extend(delete(&bindings, &old.name_any(), None, old.uid().as_deref()).await?);
             }
         }
     }
