@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use std::future::Future;
 
-use crate::events::{Recorder, Reporter};
 use futures::{FutureExt, SinkExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -27,6 +26,7 @@ use crate::api::{Project, ProjectRoleBinding, Workspace};
 use crate::cache::{self, ChildStore};
 use crate::controllers::context::{Context, Settings, Stores};
 use crate::controllers::{binding, error_policy, project, record_success, workspace};
+use crate::events::{Recorder, Reporter};
 use crate::guard;
 use crate::labels::MANAGED_SELECTOR;
 use crate::leader::{Elector, LeaseConfig};
