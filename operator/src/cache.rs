@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::runtime::watcher;
@@ -78,7 +79,15 @@ type ByNamespace<K> = HashMap<String, HashMap<String, Arc<Child<K>>>>;
 struct Shared<K> {
     objects: RwLock<ByNamespace<K>>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// Our writes the watch has not delivered yet, by namespace and name: a digest of what was applied, and when.
+    in_flight: Mutex<HashMap<(String, String), (u64, Instant)>>,
 }
+
+/// After this, an unconfirmed write no longer holds back the same write (a safety net: every watch event for the
+/// object, and every relist, ends it sooner).
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(10);
+/// Entries are dropped when the watch delivers their object; the rest are swept by age once the map grows past this.
+const IN_FLIGHT_SWEEP_AT: usize = 4096;
 
 /// The read side, cheap to clone.
 pub struct ChildStore<K> {
@@ -110,6 +119,35 @@ impl<K> ChildStore<K> {
         self.len() == 0
     }
 
+    /// Whether exactly this write to `namespace/name` was made and the watch has not delivered its object since.
+    ///
+    /// A project's second reconcile often follows its first before the watch has delivered the first one's
+    /// writes (each write it makes wakes it), finds them missing from the cache, and would write them again: 0.4 to
+    /// 0.9 extra RoleBinding writes per project at bulk, each with its own Event. Holding back is safe because our
+    /// write produces a watch event for the object (or the object's earlier event is still on its way), and every
+    /// event for it, a deletion included, ends the hold and wakes the reconcile again.
+    pub fn in_flight(&self, namespace: &str, name: &str, digest: u64) -> bool {
+        let mut in_flight = self.shared.in_flight.lock().expect("not poisoned");
+        let key = (namespace.to_owned(), name.to_owned());
+        match in_flight.get(&key) {
+            Some((d, at)) if at.elapsed() <= IN_FLIGHT_TTL => *d == digest,
+            Some(_) => {
+                in_flight.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers a successful write of `digest` to `namespace/name` (see `in_flight`).
+    pub fn wrote(&self, namespace: &str, name: &str, digest: u64) {
+        let mut in_flight = self.shared.in_flight.lock().expect("not poisoned");
+        if in_flight.len() >= IN_FLIGHT_SWEEP_AT {
+            in_flight.retain(|_, (_, at)| at.elapsed() <= IN_FLIGHT_TTL);
+        }
+        in_flight.insert((namespace.to_owned(), name.to_owned()), (digest, Instant::now()));
+    }
+
     /// Resolves once the first full list is in: before that, "not cached" does not mean "missing".
     pub async fn ready(&self) {
         let mut rx = self.shared.ready.subscribe();
@@ -126,12 +164,22 @@ pub struct ChildWriter<K> {
 }
 
 pub fn store<K>() -> (ChildStore<K>, ChildWriter<K>) {
-    let shared = Arc::new(Shared { objects: RwLock::new(HashMap::new()), ready: tokio::sync::watch::channel(false).0 });
+    let shared = Arc::new(Shared {
+        objects: RwLock::new(HashMap::new()),
+        ready: tokio::sync::watch::channel(false).0,
+        in_flight: Mutex::new(HashMap::new()),
+    });
     (ChildStore { shared: shared.clone() }, ChildWriter { shared, relist: None })
 }
 
 impl<K: Resource + Serialize> ChildWriter<K> {
     pub fn apply(&mut self, event: &watcher::Event<K>) {
+        if let watcher::Event::Apply(obj) | watcher::Event::Delete(obj) = event {
+            let meta = obj.meta();
+            if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
+                self.shared.in_flight.lock().expect("not poisoned").remove(&(ns.clone(), name.clone()));
+            }
+        }
         match event {
             watcher::Event::Apply(obj) => {
                 if let Some(c) = Child::of(obj) {
@@ -159,6 +207,8 @@ impl<K: Resource + Serialize> ChildWriter<K> {
                 if let Some(relist) = self.relist.take() {
                     *self.shared.objects.write().expect("not poisoned") = relist;
                 }
+                // After a relist the cache is the truth again: whatever it lacks is written anew.
+                self.shared.in_flight.lock().expect("not poisoned").clear();
                 self.shared.ready.send_replace(true);
             }
         }
@@ -232,6 +282,25 @@ mod tests {
         writer.apply(&watcher::Event::InitDone);
         assert_eq!(store.len(), 1);
         assert!(store.in_namespace("a").is_empty());
+    }
+
+    #[test]
+    fn a_write_is_held_back_until_the_watch_delivers_its_object() {
+        let (store, mut writer) = store::<RoleBinding>();
+        assert!(!store.in_flight("a", "x", 1));
+        store.wrote("a", "x", 1);
+        assert!(store.in_flight("a", "x", 1), "the same write again is held back");
+        assert!(!store.in_flight("a", "x", 2), "a different write is not");
+        assert!(!store.in_flight("a", "y", 1), "nor a write to another object");
+        writer.apply(&watcher::Event::Apply(rb("a", "x")));
+        assert!(!store.in_flight("a", "x", 1), "delivered: the cache decides again");
+        store.wrote("a", "x", 1);
+        writer.apply(&watcher::Event::Delete(rb("a", "x")));
+        assert!(!store.in_flight("a", "x", 1), "deleted meanwhile: it must be written again");
+        store.wrote("a", "x", 1);
+        writer.apply(&watcher::Event::Init);
+        writer.apply(&watcher::Event::InitDone);
+        assert!(!store.in_flight("a", "x", 1), "a relist ends every hold");
     }
 
     #[tokio::test]

@@ -72,13 +72,32 @@ where
     Ok(Some(Change { verb: if live.is_some() { "Updated" } else { "Created" }, kind, name: full, object }))
 }
 
-/// `ensure` for a namespaced child, compared with its cache.
+/// `ensure` for a namespaced child, compared with its cache; an identical write the watch has not delivered yet is
+/// not repeated (see `ChildStore::in_flight`).
 pub async fn ensure_child<K>(api: &Api<K>, store: &ChildStore<K>, desired: &K) -> Result<Option<Change>>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let live = store.get(desired.meta().namespace.as_deref().unwrap_or_default(), &desired.name_any());
-    ensure(api, live.as_deref(), desired).await
+    let namespace = desired.meta().namespace.as_deref().unwrap_or_default();
+    let name = desired.name_any();
+    let live = store.get(namespace, &name);
+    if live.as_deref().is_some_and(|l| difference(desired, l).is_none()) {
+        return Ok(None);
+    }
+    let digest = digest(desired);
+    if store.in_flight(namespace, &name, digest) {
+        return Ok(None);
+    }
+    let change = ensure(api, live.as_deref(), desired).await?;
+    store.wrote(namespace, &name, digest);
+    Ok(change)
+}
+
+fn digest<K: Serialize>(obj: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(obj).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// Deletes one object; gone already is fine. Preconditioned on the uid we saw, so an object recreated by someone
