@@ -1098,10 +1098,9 @@ impl Bench {
     }
 
     /// Deletes what the benchmark made: bindings and projects (their namespaces go with them), the workspace, and
-    /// any floor namespace left. Falls back to removing finalizers if the operator cannot finish.
-    /// Deletes everything the benchmark made. Its first requests follow minutes of quiet on the client's connections,
-    /// which the API server may have closed meanwhile (a pooled connection then fails with `SendRequest`): those are
-    /// retried, so a run is not lost to its cleanup.
+    /// any floor namespace left. Falls back to removing finalizers if the operator cannot finish. Its first requests
+    /// follow minutes of quiet on the client's connections, which the API server may have closed meanwhile (a pooled
+    /// connection then fails with `SendRequest`): those are retried, so a run is not lost to its cleanup.
     async fn cleanup(&self, state: &mut State) -> Result<()> {
         self.say("cleanup");
         let sel = self.selector();

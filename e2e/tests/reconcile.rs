@@ -1518,3 +1518,53 @@ async fn kpt_applies_and_destroys_the_examples() {
     let ns = t.namespace(&fd).await.expect("fraud-detection is Retain");
     assert_eq!(annotations(&ns).get("zenml.io/former-project"), Some(&fd));
 }
+
+/// The operator's Event publisher against the API server: a repeat within six minutes is counted in the first Event's
+/// series (a merge patch the API server must accept), a different note is another Event, and a series whose Event was
+/// deleted meanwhile starts a new one. No operator needed: the publisher is called directly, about a made-up Project.
+#[tokio::test]
+async fn repeated_events_are_counted_in_one_series() {
+    use zenml_operator::events::{Event as Published, EventType, Recorder, Reporter};
+
+    let client = client().await;
+    let name = unique("e2e-events");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("zenml.io/v1alpha1".into()),
+        kind: Some("Project".into()),
+        name: Some(name.clone()),
+        uid: Some(format!("uid-{name}")),
+        ..Default::default()
+    };
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "zenml-operator-e2e".into(), instance: None });
+    let event = |note: &str| Published {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(note.into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    for note in ["first", "first", "first", "second"] {
+        recorder.publish(&event(note), &regarding).await.unwrap_or_else(|e| panic!("publish {note}: {e}"));
+    }
+    let events = project_events(&client, &name).await;
+    let count = |note: &str, events: &[Event]| -> Vec<i32> {
+        events
+            .iter()
+            .filter(|e| e.note.as_deref() == Some(note))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .collect()
+    };
+    assert_eq!(count("first", &events), vec![3], "{}", summary(&events));
+    assert_eq!(count("second", &events), vec![1], "{}", summary(&events));
+
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let first = events.iter().find(|e| e.note.as_deref() == Some("first")).expect("listed above");
+    api.delete(&first.name_any(), &Default::default()).await.expect("delete the first Event");
+    recorder.publish(&event("first"), &regarding).await.expect("publish after the Event was deleted");
+    let events = project_events(&client, &name).await;
+    assert_eq!(count("first", &events), vec![1], "a new Event once the series' Event is gone: {}", summary(&events));
+
+    for e in &events {
+        let _ = api.delete(&e.name_any(), &Default::default()).await;
+    }
+}

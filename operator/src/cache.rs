@@ -27,7 +27,7 @@ pub struct Child<K> {
     pub namespace: String,
     pub uid: Option<String>,
     /// The uid of its controlling owner (a Project, or a ProjectRoleBinding).
-    pub controller: Option<String>,
+    controller: Option<String>,
     /// Our project label.
     pub project: Option<String>,
     /// Our annotation naming the ProjectRoleBinding a RoleBinding grants.
@@ -57,6 +57,13 @@ impl<K: Resource + Serialize> Child<K> {
             json,
             kind: PhantomData,
         })
+    }
+}
+
+impl<K> Child<K> {
+    /// Whether `uid` (of a Project or ProjectRoleBinding) is its controller. An object without a uid controls nothing.
+    pub fn controlled_by(&self, uid: Option<&str>) -> bool {
+        uid.is_some() && self.controller.as_deref() == uid
     }
 }
 
@@ -109,14 +116,6 @@ impl<K> ChildStore<K> {
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Child<K>>> {
         let objects = self.shared.objects.read().expect("not poisoned");
         objects.get(namespace).map(|m| m.values().cloned().collect()).unwrap_or_default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.shared.objects.read().expect("not poisoned").values().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether exactly this write to `namespace/name` was made and the watch has not delivered its object since.
@@ -255,11 +254,17 @@ mod tests {
         let obj = rb("p", "zenml-runner");
         let c = Child::of(&obj).unwrap();
         assert_eq!((c.name.as_str(), c.namespace.as_str()), ("zenml-runner", "p"));
-        assert_eq!(c.controller.as_deref(), Some("owner"));
+        assert!(c.controlled_by(Some("owner")));
+        assert!(!c.controlled_by(Some("other")), "an owner that is not the controller");
+        assert!(!c.controlled_by(None));
         assert_eq!(c.project.as_deref(), Some("p"));
         assert_eq!(c.binding.as_deref(), Some("b"));
         assert_eq!(serde_json::to_value(&c).unwrap(), serde_json::to_value(&obj).unwrap());
         assert_eq!(c.decode(), Some(obj));
+    }
+
+    fn count<K>(store: &ChildStore<K>) -> usize {
+        store.shared.objects.read().unwrap().values().map(HashMap::len).sum()
     }
 
     #[test]
@@ -272,7 +277,7 @@ mod tests {
         writer.apply(&watcher::Event::InitDone);
         writer.apply(&watcher::Event::Apply(rb("b", "x")));
         assert_eq!(store.in_namespace("a").len(), 2);
-        assert_eq!(store.len(), 3);
+        assert_eq!(count(&store), 3);
         writer.apply(&watcher::Event::Delete(rb("a", "x")));
         assert!(store.get("a", "x").is_none());
         assert!(store.get("a", "y").is_some());
@@ -280,7 +285,7 @@ mod tests {
         writer.apply(&watcher::Event::Init);
         writer.apply(&watcher::Event::InitApply(rb("c", "z")));
         writer.apply(&watcher::Event::InitDone);
-        assert_eq!(store.len(), 1);
+        assert_eq!(count(&store), 1);
         assert!(store.in_namespace("a").is_empty());
     }
 

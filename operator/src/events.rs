@@ -62,9 +62,10 @@ impl Recorder {
     }
 
     /// The identity of an Event for folding, hashed: a collision would at worst count an Event in another's series.
+    /// The reporting controller and instance, also in client-go's key, are this recorder's own: the same for all.
     fn key(&self, ev: &Event, regarding: &ObjectReference) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (type_is_warning(ev), &ev.action, &ev.reason, &ev.note, &self.controller, &self.instance).hash(&mut h);
+        (type_is_warning(ev), &ev.action, &ev.reason, &ev.note).hash(&mut h);
         for r in std::iter::once(regarding).chain(ev.secondary.as_ref()) {
             (&r.api_version, &r.kind, &r.namespace, &r.name, &r.uid).hash(&mut h);
         }

@@ -79,7 +79,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
         Err(refusal) => {
             // Nothing may stay granted that is not allowed now: remove the RoleBinding if there is one.
             let rb = s.role_bindings.get(&spec.project, &role_binding_name(&binding));
-            if let Some(rb) = rb.filter(|rb| binding.meta().uid.is_some() && rb.controller == binding.meta().uid)
+            if let Some(rb) = rb.filter(|rb| rb.controlled_by(binding.meta().uid.as_deref()))
                 && let Some(change) = delete_child(&rb_api, &rb).await?
             {
                 ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;

@@ -246,10 +246,8 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     // it has discovered the CRD (up to half a minute after it is installed): revoking access must not wait for that.
     for rb in s.role_bindings.in_namespace(&ns) {
         let Some(binding) = &rb.binding else { continue };
-        let owner_alive = s
-            .bindings
-            .get(&ObjectRef::new(binding))
-            .is_some_and(|b| b.meta().uid.is_some() && rb.controller == b.meta().uid);
+        let owner_alive =
+            s.bindings.get(&ObjectRef::new(binding)).is_some_and(|b| rb.controlled_by(b.meta().uid.as_deref()));
         if !owner_alive {
             changes.extend(delete_child(&bindings, &rb).await?);
         }
@@ -274,7 +272,7 @@ fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSe
 /// This project's children in its namespace: controlled by it (by uid, not just by label).
 fn owned_by<K>(store: &ChildStore<K>, ns: &str, uid: &Option<String>) -> Vec<Arc<Child<K>>> {
     let mut owned = store.in_namespace(ns);
-    owned.retain(|c| uid.is_some() && &c.controller == uid);
+    owned.retain(|c| c.controlled_by(uid.as_deref()));
     owned
 }
 
