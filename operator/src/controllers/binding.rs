@@ -13,7 +13,6 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
-use super::status::StatusWrite;
 use crate::Result;
 use crate::api::{ProjectRoleBinding, ProjectRoleBindingStatus};
 use crate::labels;
@@ -152,13 +151,10 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    if super::status::apply(api, binding, ctx, &status).await? != StatusWrite::Yes {
-        return Ok(());
-    }
-    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
+    let written = super::status::apply(api, binding, ctx, &status, &previous.conditions).await?;
     // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
     // it): the condition says so; an Event would be a write for nothing.
-    if was.as_deref() != Some(ready.reason.as_str()) && ready.reason != "ProjectNotReady" {
+    if written.ready_changed() && ready.reason != "ProjectNotReady" {
         ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
     }
     Ok(())

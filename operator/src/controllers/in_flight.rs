@@ -24,10 +24,40 @@ const SWEEP_AT: usize = 4096;
 struct Entry {
     /// The resourceVersion of the cached object the write was computed from.
     based_on: String,
-    /// A hash of the status written, with condition transition times removed (they are stamped with "now"): a hash,
-    /// not the status, because entries of objects not reconciled again stay until swept.
-    written: u64,
+    written: Digest,
     at: Instant,
+}
+
+/// What is remembered of a status written: a hash, and its Ready condition; not the status, because entries of
+/// objects not reconciled again stay until swept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Digest {
+    /// Of the status as JSON without `lastTransitionTime`s: two reconciles a moment apart stamp a new transition with
+    /// different instants but mean the same status. A status serializes its fields, and its maps (BTreeMaps), in a
+    /// fixed order, so equal statuses hash equal.
+    hash: u64,
+    /// Ready's status and reason.
+    pub ready: Option<(String, String)>,
+}
+
+impl Digest {
+    pub fn of<S: Serialize>(status: &S) -> Digest {
+        use std::hash::{Hash, Hasher};
+        let mut v = serde_json::to_value(status).unwrap_or_default();
+        let mut ready = None;
+        if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            for c in conds.iter_mut().filter_map(|c| c.as_object_mut()) {
+                c.remove("lastTransitionTime");
+                let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                if field("type") == "Ready" {
+                    ready = Some((field("status"), field("reason")));
+                }
+            }
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        v.to_string().hash(&mut h);
+        Digest { hash: h.finish(), ready }
+    }
 }
 
 #[derive(Default)]
@@ -36,8 +66,9 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// True when `status` was already written for the object `uid` from the version the cache still holds.
-    pub fn already_written<S: Serialize>(&self, uid: &str, cached_version: &str, status: &S) -> bool {
+    /// True when a status with digest `status` was already written for the object `uid` from the version the cache
+    /// still holds.
+    pub fn already_written(&self, uid: &str, cached_version: &str, status: &Digest) -> bool {
         let mut entries = self.entries.lock().expect("not poisoned");
         let Some(e) = entries.get(uid) else { return false };
         if e.based_on != cached_version || e.at.elapsed() > TTL {
@@ -45,19 +76,25 @@ impl InFlight {
             entries.remove(uid);
             return false;
         }
-        e.written == comparable(status)
+        e.written.hash == status.hash
+    }
+
+    /// The Ready (status, reason) of our last write for `uid` while the cache still holds the version it was computed
+    /// from: what was last reported, when the cached status is older than our own write.
+    pub fn ready_written(&self, uid: &str, cached_version: &str) -> Option<(String, String)> {
+        let entries = self.entries.lock().expect("not poisoned");
+        let e = entries.get(uid).filter(|e| e.based_on == cached_version && e.at.elapsed() <= TTL)?;
+        e.written.ready.clone()
     }
 
     /// Remembers a successful status write for `uid`, computed from the cached object at `cached_version`.
-    pub fn wrote<S: Serialize>(&self, uid: &str, cached_version: &str, status: &S) {
+    pub fn wrote(&self, uid: &str, cached_version: &str, status: Digest) {
         let mut entries = self.entries.lock().expect("not poisoned");
         if entries.len() >= SWEEP_AT {
             entries.retain(|_, e| e.at.elapsed() <= TTL);
         }
-        entries.insert(
-            uid.to_owned(),
-            Entry { based_on: cached_version.to_owned(), written: comparable(status), at: Instant::now() },
-        );
+        entries
+            .insert(uid.to_owned(), Entry { based_on: cached_version.to_owned(), written: status, at: Instant::now() });
     }
 
     #[cfg(test)]
@@ -66,38 +103,22 @@ impl InFlight {
     }
 }
 
-/// The status as JSON without `lastTransitionTime`s (two reconciles a moment apart stamp a new transition with
-/// different instants but mean the same status), hashed: a status serializes its fields, and its maps (BTreeMaps), in
-/// a fixed order, so equal statuses hash equal.
-fn comparable<S: Serialize>(status: &S) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut v = serde_json::to_value(status).unwrap_or_default();
-    if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
-        for c in conds {
-            if let Some(c) = c.as_object_mut() {
-                c.remove("lastTransitionTime");
-            }
-        }
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.to_string().hash(&mut h);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn status(reason: &str, at: &str) -> serde_json::Value {
-        json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "reason": reason, "lastTransitionTime": at}]})
+    fn status(reason: &str, at: &str) -> Digest {
+        Digest::of(
+            &json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "reason": reason, "lastTransitionTime": at}]}),
+        )
     }
 
     #[test]
     fn skips_the_same_status_from_the_same_version_only() {
         let f = InFlight::default();
         assert!(!f.already_written("u1", "10", &status("Bound", "t1")));
-        f.wrote("u1", "10", &status("Bound", "t1"));
+        f.wrote("u1", "10", status("Bound", "t1"));
         // Same version in the cache, same meaning (a later transition stamp): in flight.
         assert!(f.already_written("u1", "10", &status("Bound", "t2")));
         // A different status is a new decision: write it.
@@ -109,10 +130,21 @@ mod tests {
     #[test]
     fn a_newer_version_in_the_cache_ends_the_skip() {
         let f = InFlight::default();
-        f.wrote("u1", "10", &status("Bound", "t1"));
+        f.wrote("u1", "10", status("Bound", "t1"));
         assert!(!f.already_written("u1", "11", &status("Bound", "t1")));
         assert_eq!(f.len(), 0, "a superseded entry is dropped");
         // Even if the cache were to show the old version again, nothing is suppressed any more.
         assert!(!f.already_written("u1", "10", &status("Bound", "t1")));
+    }
+
+    #[test]
+    fn the_ready_last_written_stands_only_while_the_cache_lags_behind_it() {
+        let f = InFlight::default();
+        assert_eq!(status("Bound", "t1").ready, Some(("True".into(), "Bound".into())));
+        assert_eq!(Digest::of(&json!({"conditions": []})).ready, None);
+        f.wrote("u1", "10", status("Bound", "t1"));
+        assert_eq!(f.ready_written("u1", "10"), Some(("True".into(), "Bound".into())));
+        assert_eq!(f.ready_written("u1", "11"), None, "the cache holds a newer version: it knows better");
+        assert_eq!(f.ready_written("u2", "10"), None);
     }
 }

@@ -21,7 +21,6 @@ use super::apply::{Change, delete, delete_child, ensure, ensure_child};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
-use super::status::StatusWrite;
 use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
 use crate::cache::{Child, ChildStore};
 use crate::labels::{self, FIELD_MANAGER};
@@ -378,13 +377,8 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    if super::status::apply(api, project, ctx, &status).await? != StatusWrite::Yes {
-        return Ok(());
-    }
-    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.as_str(), c.reason.as_str()));
-    let now_status = if ready_cond.ok { "True" } else { "False" };
-    if was != Some((now_status, ready_cond.reason.as_str())) {
-        ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message.clone()).await;
+    if super::status::apply(api, project, ctx, &status, &previous.conditions).await?.ready_changed() {
+        ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message).await;
     }
     Ok(())
 }

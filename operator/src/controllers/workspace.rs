@@ -4,11 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 
@@ -16,10 +14,9 @@ use super::apply::{Change, delete, ensure};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
+use crate::Result;
 use crate::api::{Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
-use crate::labels::FIELD_MANAGER;
 use crate::resources::workspace::{delegation, delegation_name};
-use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -114,7 +111,6 @@ async fn write_status(
     projects: usize,
     budget: Option<WorkspaceBudgetStatus>,
 ) -> Result<()> {
-    let name = workspace.name_any();
     let previous = workspace.status.clone().unwrap_or_default();
     let ready_cond = ready(&parts, "the workspace is accepted");
     let mut all = parts;
@@ -128,13 +124,8 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let patch = json!({"apiVersion": Workspace::api_version(&()), "kind": Workspace::kind(&()), "status": status});
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|e| Error::kube("update status of", "Workspace", &name, e))?;
-    let was = previous.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone());
-    if was.as_deref() != Some(ready_cond.reason.as_str()) {
-        ctx.event(workspace, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message.clone()).await;
+    if super::status::apply(api, workspace, ctx, &status, &previous.conditions).await?.ready_changed() {
+        ctx.event(workspace, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message).await;
     }
     Ok(())
 }
