@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod binding_index;
 pub mod cache;
 pub mod controllers;
 pub mod crdgen;

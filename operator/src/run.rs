@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{Project, ProjectRoleBinding, Workspace};
+use crate::binding_index::BindingIndex;
 use crate::cache::{self, ChildStore};
 use crate::controllers::context::{Context, Settings, Stores};
 use crate::controllers::{binding, error_policy, project, record_success, workspace};
@@ -230,6 +231,11 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let ([workspaces_for_workspaces, workspaces_for_projects, workspaces_for_bindings], workspace_watch) =
         fan_out(events, 256);
     let (bindings, events) = cached_watch::<ProjectRoleBinding>(&client, &invalid_tx);
+    let binding_index = BindingIndex::default();
+    let events = events.inspect_ok({
+        let index = binding_index.clone();
+        move |event| index.apply(event)
+    });
     let ([bindings_for_bindings, bindings_for_projects], binding_watch) = fan_out(events, 1024);
     let (role_bindings, mut rb_writer) = cache::store();
     let rb_events = watcher(Api::<RoleBinding>::all(client.clone()), ours())
@@ -263,6 +269,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         service_accounts,
         role_bindings,
         bindings: bindings.clone(),
+        binding_index: binding_index.clone(),
         roles,
         cluster_roles,
         cluster_role_bindings,
@@ -323,14 +330,13 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .run(with_backoff(workspace::reconcile), error_policy, ctx.clone())
         .for_each(log_queue_errors::<Workspace, _>);
 
-    let bindings_of_project = bindings.clone();
+    let bindings_of_project = ctx.stores.clone();
     let bindings_of_workspace = bindings.clone();
     let projects_for_lookup = projects.clone();
     let binding_controller = Controller::for_shared_stream(bindings_for_bindings, bindings.clone())
         // A project's namespace appearing (its status) or going makes its bindings grantable or not.
         .watches_shared_stream(projects_for_bindings, move |p| {
-            let name = p.name_any();
-            refs(bindings_of_project.state().into_iter().filter(|b| b.spec.project == name))
+            refs(bindings_of_project.bindings_of(&p.name_any()).into_iter())
         })
         // A workspace's allowed roles decide which bindings may exist.
         .watches_shared_stream(spec_changes(workspaces_for_bindings, workspaces.clone()), move |ws| {

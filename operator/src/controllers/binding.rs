@@ -13,10 +13,10 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
-use crate::Result;
 use crate::api::{ProjectRoleBinding, ProjectRoleBindingStatus};
 use crate::labels;
 use crate::resources::binding::{Refusal, desired, role_binding_name};
+use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -38,16 +38,25 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let api: Api<ProjectRoleBinding> = Api::all(ctx.client.clone());
     let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
 
-    match desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now) {
+    let was_bound =
+        binding.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == "Bound");
+    let wanted = desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now);
+    // A RoleBinding of ours that vanished is restored, unless it went because its binding did: the garbage collector
+    // deletes the RoleBinding of a deleted binding, and that deletion can reach us before the binding's own (another
+    // watch), so the cached binding would grant again, for a moment, what was just revoked (bulk deletes of bindings
+    // showed it). Only a vanished RoleBinding asks the API server; a new binding's first one does not.
+    if let Ok(rb) = &wanted
+        && was_bound
+        && s.role_bindings.get(&spec.project, &rb.name_any()).is_none()
+        && !exists(&api, &binding).await?
+    {
+        return Ok(Action::await_change());
+    }
+    match wanted {
         Ok(rb) => match ensure_child(&rb_api, &s.role_bindings, &rb).await {
             Ok(change) => {
                 if let Some(change) = change {
                     // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
-                    let was_bound = binding
-                        .status
-                        .iter()
-                        .flat_map(|s| &s.conditions)
-                        .any(|c| c.type_ == "Ready" && c.reason == "Bound");
                     if change.verb == "Created" && !was_bound {
                         ctx.record_write(&change);
                     } else {
@@ -94,6 +103,13 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             Ok(Action::requeue(again))
         }
     }
+}
+
+/// Whether `binding` still exists, undeleted, on the API server (not just in our cache).
+async fn exists(api: &Api<ProjectRoleBinding>, binding: &ProjectRoleBinding) -> Result<bool> {
+    let name = binding.name_any();
+    let live = api.get_metadata_opt(&name).await.map_err(|e| Error::kube("get", "ProjectRoleBinding", &name, e))?;
+    Ok(live.is_some_and(|b| b.meta().uid == binding.meta().uid && b.meta().deletion_timestamp.is_none()))
 }
 
 /// How long a new binding whose project does not exist waits before it says so (a typo should show soon).

@@ -14,6 +14,7 @@ use kube::{Client, Resource};
 
 use super::apply::Change;
 use crate::api::{Project, ProjectRoleBinding, Workspace};
+use crate::binding_index::BindingIndex;
 use crate::cache::ChildStore;
 use crate::metrics::Metrics;
 use crate::resources::RoleMap;
@@ -39,6 +40,7 @@ pub struct Stores {
     pub service_accounts: ChildStore<ServiceAccount>,
     pub role_bindings: ChildStore<RoleBinding>,
     pub bindings: Store<ProjectRoleBinding>,
+    pub binding_index: BindingIndex,
     pub roles: ChildStore<Role>,
     pub cluster_roles: Store<ClusterRole>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
@@ -63,7 +65,14 @@ impl Stores {
 
     /// ProjectRoleBindings of a project, from the cache.
     pub fn bindings_of(&self, project: &str) -> Vec<Arc<ProjectRoleBinding>> {
-        self.bindings.state().into_iter().filter(|b| b.spec.project == project).collect()
+        let names = self.binding_index.of(project);
+        // The index follows the cache's own events, so it names what the cache holds; the check is for the moment
+        // between the two.
+        names
+            .iter()
+            .filter_map(|n| self.bindings.get(&ObjectRef::new(n)))
+            .filter(|b| b.spec.project == project)
+            .collect()
     }
 
     /// Projects of a workspace, from the cache.

@@ -48,9 +48,11 @@ pub fn decide(ctx: &Context, workspace: &Workspace) -> budget::Decisions {
     decide_for(ctx, workspace, None)
 }
 
-/// The verdict for one project of `workspace`. It still takes every sibling into account (older ones come first for
-/// `maxProjects` and `projectId`s), but without a budget no sibling's quota can change it, so theirs are not built:
-/// at a thousand projects, building every sibling's quota in every project reconcile was most of the operator's CPU.
+/// The verdict for one project of `workspace`. Siblings change it only through what older ones take first: a share
+/// of the budget, a place under `maxProjects`, a `projectId`. Without a budget no sibling's quota matters, so theirs
+/// are not built (at a thousand projects, building them in every project reconcile was most of the operator's CPU);
+/// without a budget or `maxProjects` only the siblings with the same `projectId` matter, so the others are not even
+/// sorted (at five thousand, sorting all of them in every project reconcile made provisioning quadratic).
 fn verdict(ctx: &Context, workspace: &Workspace, project: &str) -> Option<Verdict> {
     decide_for(ctx, workspace, Some(project)).verdicts.remove(project)
 }
@@ -59,11 +61,25 @@ fn verdict(ctx: &Context, workspace: &Workspace, project: &str) -> Option<Verdic
 fn decide_for(ctx: &Context, workspace: &Workspace, only: Option<&str>) -> budget::Decisions {
     let name = workspace.name_any();
     let spec = &workspace.spec;
+    let projects = match only {
+        Some(p) if spec.budget.is_none() && spec.max_projects.is_none() => {
+            let Some(me) = ctx.stores.projects.get(&ObjectRef::new(p)).filter(|me| me.spec.workspace == name) else {
+                return budget::Decisions::default();
+            };
+            match &me.spec.project_id {
+                None => vec![me],
+                Some(id) => {
+                    let mut same_id = ctx.stores.projects_of(&name);
+                    same_id.retain(|s| s.spec.project_id.as_ref() == Some(id));
+                    same_id
+                }
+            }
+        }
+        _ => ctx.stores.projects_of(&name),
+    };
     // The quotas matter for everyone when a budget is shared; otherwise only for the project asked about.
     let quota_matters = |p: &str| spec.budget.is_some() || only.is_none_or(|o| o == p);
-    let candidates = ctx
-        .stores
-        .projects_of(&name)
+    let candidates = projects
         .iter()
         .map(|p| {
             let pname = p.name_any();
