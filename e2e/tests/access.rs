@@ -755,18 +755,31 @@ async fn a_cross_project_grant_lasts_while_its_binding_does() {
     let grant = unique("e2e-acc-share");
     t.binding(&grant, &b, "viewer", subject.clone());
     let rb = t.wait_bound(&grant, "view").await;
+    let (rb_name, first_uid) = (format!("zenml-prb-{grant}"), rb.metadata.uid.clone());
     let subjects = rb.subjects.unwrap_or_default();
     assert_eq!(subjects.len(), 1);
     assert_eq!((subjects[0].kind.as_str(), subjects[0].namespace.as_deref()), ("ServiceAccount", Some(a.as_str())));
     runner.wait_can(&list_b, true, RBAC_TIMEOUT).await;
     assert_ok(&runner.run(&["get", "pods", "-n", &b]), "A's runner lists pods in B");
     assert!(!runner.can(&["create", "pods", "-n", &b]), "viewer only");
+    // Its RoleBinding deleted by hand while the binding exists comes back (the operator asks the API server whether
+    // the binding still exists first: its cache may not have seen it deleted yet).
+    assert_ok(&run(kubectl().args(["delete", "rolebinding", &rb_name, "-n", &b])), "delete the RoleBinding by hand");
+    eventually(TIMEOUT, &format!("RoleBinding {rb_name} restored"), || async {
+        match t.role_binding(&b, &rb_name).await {
+            Some(r) if r.metadata.uid != first_uid => Ok(()),
+            other => Err(format!("uid {:?}", other.map(|r| r.metadata.uid))),
+        }
+    })
+    .await;
     // ... and not a moment longer.
     let out = run(kubectl().args(["delete", BINDINGS, &grant, "--wait=false"]));
     assert!(out.success(), "{}", out.stderr);
     let revoked = runner.wait_can(&list_b, false, REVOKE_TIMEOUT).await;
     println!("cross-project grant revoked {:.2} s after its binding was deleted", revoked.as_secs_f64());
     assert_forbidden(&runner.run(&["get", "pods", "-n", &b]), "A's runner lists pods in B after revocation", None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(t.role_binding(&b, &rb_name).await.is_none(), "the deleted binding's {rb_name} is not made again");
 
     // A grant with expiresAt: yes before, no after.
     let expires = Timestamp::from_second(Timestamp::now().as_second() + 8).expect("a time");

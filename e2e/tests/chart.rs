@@ -306,7 +306,7 @@ fn expected_cluster_role_rules() -> Value {
         // Caches of its own kinds (list+watch; the start-up check for the CRDs lists); its finalizer (JSON patch).
         {"apiGroups": ["zenml.io"], "resources": ["workspaces", "projects"], "verbs": ["list", "watch", "patch"]},
         // No finalizer on bindings: their RoleBinding goes by garbage collection.
-        {"apiGroups": ["zenml.io"], "resources": ["projectrolebindings"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["zenml.io"], "resources": ["projectrolebindings"], "verbs": ["get", "list", "watch"]},
         // Status by server-side apply.
         {"apiGroups": ["zenml.io"], "resources": ["workspaces/status", "projects/status", "projectrolebindings/status"], "verbs": ["patch"]},
         // The project delegation policy checks it on the operator's finalizer patches; granted per workspace.
