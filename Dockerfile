@@ -13,8 +13,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-musl" && \
-    cargo build --release --locked -p zenml-operator --target "$target" && \
-    cp "target/$target/release/zenml-operator" /zenml-operator
+    cargo build --profile production --locked -p zenml-operator --target "$target" && \
+    cp "target/$target/production/zenml-operator" /zenml-operator
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /zenml-operator /zenml-operator

@@ -54,11 +54,11 @@ lint-chart:
 	"$$($(CLUSTER) helm)" lint --strict charts/zenml-operator
 
 ## bench: the benchmark of docs/benchmarks.md with N projects (default 1000) against $KUBECONFIG, or else the local
-## cluster (started if needed); release builds of the operator and the benchmark. BENCH_ARGS adds flags, e.g.
-## BENCH_ARGS="--idle-seconds 60" (see `cargo run --release -p e2e --bin bench -- --help`).
+## cluster (started if needed); the operator built as shipped (profile `production`), the benchmark in release.
+## BENCH_ARGS adds flags, e.g. BENCH_ARGS="--idle-seconds 60" (see `cargo run --release -p e2e --bin bench -- --help`).
 N ?= 1000
 bench:
-	$(CARGO) build --release -p zenml-operator
+	$(CARGO) build --profile production -p zenml-operator
 	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
-	ZENML_OPERATOR_BIN="$(CURDIR)/target/release/zenml-operator" \
+	ZENML_OPERATOR_BIN="$(CURDIR)/target/production/zenml-operator" \
 		$(CARGO) run --release -p e2e --bin bench -- --projects $(N) $(BENCH_ARGS)

@@ -295,7 +295,7 @@ impl Bench {
         let operator_bin = s.operator_bin.clone().unwrap_or_else(crate::operator::binary);
         if !operator_bin.exists() {
             return Err(format!(
-                "no operator binary at {}: cargo build --release -p zenml-operator",
+                "no operator binary at {}: cargo build --profile production -p zenml-operator",
                 operator_bin.display()
             )
             .into());
@@ -357,10 +357,12 @@ impl Bench {
         let (concurrency, sweep) = self.sweep(&templates).await?;
         let floor_names: Vec<String> = (0..self.n()).map(|i| format!("{}-f{i:05}", self.run)).collect();
         self.say(&format!("floor: creating {} objects at concurrency {concurrency}", per_project * self.n()));
-        let audit_floor = self.audit_mark()?;
-        let cpu_floor = self.cpu(None);
+        let (audit_floor, m_floor0) = (self.audit_mark()?, apiserver_writes()?);
+        let cpu_floor0 = self.cpu(None);
         let floor = self.create_floor(&templates, &floor_names, concurrency).await?;
-        let cpu_floor = cpu_used(&cpu_floor, &self.cpu(None), floor);
+        let cpu_floor1 = self.cpu(None);
+        let floor_work = ApiWork::of(&cpu_floor0, &cpu_floor1, &m_floor0, &apiserver_writes()?);
+        let cpu_floor = cpu_used(&cpu_floor0, &cpu_floor1, floor);
         tokio::time::sleep(Duration::from_secs(1)).await; // the audit log is written when a response completes
         let floor_writes = self.audit_writes(audit_floor)?;
         self.delete_floor_namespaces(&floor_names, concurrency).await?;
@@ -413,7 +415,7 @@ impl Bench {
         self.settle(op, Duration::from_secs(30)).await;
 
         let (m0, a0, ops0) = (apiserver_writes()?, self.audit_mark()?, OperatorCounts::read(op));
-        let cpu_operator = self.cpu(Some(op.pid));
+        let cpu_operator0 = self.cpu(Some(op.pid));
         let t0 = Instant::now();
         self.say(&format!("operator: creating {} Projects and {} bindings", self.n(), 2 * self.n()));
         let pp = PostParams::default();
@@ -454,7 +456,9 @@ impl Bench {
             .max()
             .unwrap_or(t0);
         let provision = last_ready.duration_since(t0);
-        let cpu_operator = cpu_used(&cpu_operator, &self.cpu(Some(op.pid)), t0.elapsed());
+        let cpu_operator1 = self.cpu(Some(op.pid));
+        let operator_work = ApiWork::of(&cpu_operator0, &cpu_operator1, &m0, &apiserver_writes()?);
+        let cpu_operator = cpu_used(&cpu_operator0, &cpu_operator1, t0.elapsed());
         let ratio = provision.as_secs_f64() / floor.as_secs_f64();
         self.say(&format!("operator: all Ready after {:.1} s (ratio {ratio:.2}); settling", provision.as_secs_f64()));
         rows.push(Row {
@@ -472,6 +476,19 @@ impl Bench {
             value: format!("{ratio:.2}"),
             detail: "target <= 1.3".into(),
         });
+        if let (Some(f), Some(o)) = (floor_work, operator_work) {
+            rows.push(Row {
+                figure: "2 API server CPU operator/floor".into(),
+                value: format!("{:.2}", o.cpu_s / f.cpu_s),
+                detail: format!(
+                    "kube-apiserver CPU seconds in the same two windows: {} for the operator, {} for the floor (write \
+                     requests of all clients, from apiserver_request_total); when this is close to the ratio above, \
+                     provisioning took as long as the API server needed for the requests, not longer",
+                    o.describe(),
+                    f.describe()
+                ),
+            });
+        }
 
         // 3. Writes while provisioning, once the operator has settled (status catching up with quota usage included).
         let settled = self.settle(op, Duration::from_secs(120)).await;
@@ -1114,7 +1131,9 @@ impl Bench {
         transient_retried(|| projects.delete_collection(&dp, &lp)).await?;
         let timeout = Duration::from_secs(120) + Duration::from_millis(500 * self.n() as u64);
         let mut forced = false;
-        let any = !projects.list_metadata(&lp.clone().limit(1)).await?.items.is_empty();
+        // A loaded API server drops a connection now and then; a cleanup should not give up for that.
+        let one = lp.clone().limit(1);
+        let any = !transient_retried(|| projects.list_metadata(&one)).await?.items.is_empty();
         if any
             && (state.operator.is_none()
                 || wait_gone(projects.clone(), &sel, timeout, "the benchmark's Projects to be deleted", self)
@@ -1128,7 +1147,8 @@ impl Bench {
         }
         let ws_sel = format!("{}={}", labels::WORKSPACE, self.workspace);
         if forced {
-            for ns in namespaces.list_metadata(&ListParams::default().labels(&ws_sel)).await? {
+            let of_workspace = ListParams::default().labels(&ws_sel);
+            for ns in transient_retried(|| namespaces.list_metadata(&of_workspace)).await? {
                 let _ = namespaces.delete(&ns.name_any(), &dp).await;
             }
         }
@@ -1144,7 +1164,7 @@ impl Bench {
             }
         }
         // Floor namespaces left by an interrupted floor.
-        let left = namespaces.list_metadata(&lp).await?;
+        let left = transient_retried(|| namespaces.list_metadata(&lp)).await?;
         if !left.items.is_empty() {
             let names: Vec<String> = left.items.iter().map(|n| n.name_any()).collect();
             self.delete_floor_namespaces(&names, 16).await?;
@@ -1189,7 +1209,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let patch = serde_json::json!({"metadata": {"finalizers": null}});
-    for o in api.list_metadata(lp).await? {
+    for o in transient_retried(|| api.list_metadata(lp)).await? {
         match api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -1649,6 +1669,36 @@ fn cpu_used(before: &[(String, f64)], after: &[(String, f64)], wall: Duration) -
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("; CPU seconds meanwhile: {} (of {cores} cores x {:.1} s)", used.join(", "), wall.as_secs_f64())
+}
+
+/// What the API server did in a window: its CPU seconds and the write requests it served (all clients).
+#[derive(Clone, Copy)]
+struct ApiWork {
+    cpu_s: f64,
+    writes: f64,
+}
+
+impl ApiWork {
+    /// From CPU figures (`Bench::cpu`) and `apiserver_writes` at both ends; `None` without the API server's process.
+    fn of(
+        cpu0: &[(String, f64)],
+        cpu1: &[(String, f64)],
+        m0: &BTreeMap<String, f64>,
+        m1: &BTreeMap<String, f64>,
+    ) -> Option<ApiWork> {
+        let at = |v: &[(String, f64)]| v.iter().find(|(n, _)| n == "kube-apiserver").map(|(_, s)| *s);
+        let cpu_s = at(cpu1)? - at(cpu0)?;
+        (cpu_s > 0.0).then(|| ApiWork { cpu_s, writes: delta(m0, m1, |_| true) })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.1} s for {:.0} writes ({:.2} ms each)",
+            self.cpu_s,
+            self.writes,
+            1000.0 * self.cpu_s / self.writes.max(1.0)
+        )
+    }
 }
 
 /// Resident memory of a process, from /proc.

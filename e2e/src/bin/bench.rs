@@ -38,7 +38,7 @@ struct Args {
     /// The API server's audit log (default: logs/audit.log next to the kubeconfig, as `e2e/cluster` writes it).
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// The operator binary (default: the workspace's release build).
+    /// The operator binary (default: the workspace's build as shipped, `cargo build --profile production`).
     #[arg(long, env = "ZENML_OPERATOR_BIN")]
     operator_bin: Option<PathBuf>,
     /// RUST_LOG for the operator, e.g. `zenml_operator=debug` to log every write and the field that differed.
@@ -55,7 +55,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/zenml-operator");
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/production/zenml-operator");
     let settings = Settings {
         projects: args.projects,
         idle_seconds: args.idle_seconds,
@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
         sample: args.sample,
         settle_seconds: args.settle_seconds,
         audit_log: args.audit_log,
-        operator_bin: Some(args.operator_bin.unwrap_or(release)),
+        operator_bin: Some(args.operator_bin.unwrap_or(shipped)),
         operator_log: args.operator_log,
         operator_args: args.operator_arg,
         leader_timeout: Duration::from_secs(args.leader_timeout_seconds),
