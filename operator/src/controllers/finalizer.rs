@@ -13,13 +13,13 @@ pub fn has<K: Resource>(obj: &K) -> bool {
     obj.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Adds the finalizer unless it is there: one write in an object's life.
-pub async fn ensure<K>(api: &Api<K>, obj: &K) -> Result<()>
+/// Adds the finalizer unless it is there: one write in an object's life. Returns the resourceVersion it made.
+pub async fn ensure<K>(api: &Api<K>, obj: &K) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     if has(obj) {
-        return Ok(());
+        return Ok(None);
     }
     let patch = if obj.meta().finalizers.is_none() {
         json!([{"op": "test", "path": "/metadata/finalizers", "value": null}, {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
@@ -40,18 +40,23 @@ where
         {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
         {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
     ]);
-    patch_finalizers(api, obj, patch, "remove finalizer from").await
+    patch_finalizers(api, obj, patch, "remove finalizer from").await.map(|_| ())
 }
 
-async fn patch_finalizers<K>(api: &Api<K>, obj: &K, patch: serde_json::Value, verb: &'static str) -> Result<()>
+async fn patch_finalizers<K>(
+    api: &Api<K>,
+    obj: &K,
+    patch: serde_json::Value,
+    verb: &'static str,
+) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let patch: json_patch::Patch = serde_json::from_value(patch).expect("a well-formed JSON patch");
     match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-        Ok(_) => Ok(()),
+        Ok(patched) => Ok(patched.meta().resource_version.clone()),
         // Already gone: nothing left to finalize.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(Error::kube(verb, K::kind(&()).into_owned(), obj.name_any(), e)),
     }
 }

@@ -8,6 +8,11 @@
 //! still shows exactly that version and the new status says the same. Nothing is lost by skipping: our write produces a
 //! watch event for the object, which reconciles it again with the fresh status; and any other change to the object
 //! moves its version, which ends the skip.
+//!
+//! One change of version is our own and leaves the status as it was: adding our finalizer, in the same reconcile that
+//! then writes the first status. The finalizer's watch event wakes a second reconcile that reads the new version
+//! without our status; it counts as the version the status was computed from (an N=1000 benchmark counted 1.9 status
+//! writes and Ready Events per project from it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -63,15 +68,36 @@ impl Digest {
 #[derive(Default)]
 pub struct InFlight {
     entries: Mutex<HashMap<String, Entry>>,
+    /// By uid: (a version made by our finalizer write, the version it was made on, when).
+    own_versions: Mutex<HashMap<String, (String, String, Instant)>>,
 }
 
 impl InFlight {
+    /// Records that `version` of `uid` is our own write on top of `before` that left the status unchanged.
+    pub fn same_status(&self, uid: &str, before: &str, version: &str) {
+        let mut own = self.own_versions.lock().expect("not poisoned");
+        if own.len() >= SWEEP_AT {
+            own.retain(|_, (_, _, at)| at.elapsed() <= TTL);
+        }
+        own.insert(uid.to_owned(), (version.to_owned(), before.to_owned(), Instant::now()));
+    }
+
+    /// The version whose status `cached_version` has: itself, or what our own write was made on.
+    fn status_version(&self, uid: &str, cached_version: &str) -> String {
+        let own = self.own_versions.lock().expect("not poisoned");
+        match own.get(uid) {
+            Some((version, before, at)) if version == cached_version && at.elapsed() <= TTL => before.clone(),
+            _ => cached_version.to_owned(),
+        }
+    }
+
     /// True when a status with digest `status` was already written for the object `uid` from the version the cache
     /// still holds.
     pub fn already_written(&self, uid: &str, cached_version: &str, status: &Digest) -> bool {
+        let cached_version = &self.status_version(uid, cached_version);
         let mut entries = self.entries.lock().expect("not poisoned");
         let Some(e) = entries.get(uid) else { return false };
-        if e.based_on != cached_version || e.at.elapsed() > TTL {
+        if e.based_on != *cached_version || e.at.elapsed() > TTL {
             // The cache has moved on (or it has been too long): compare against the cache from now on.
             entries.remove(uid);
             return false;
@@ -82,6 +108,7 @@ impl InFlight {
     /// The Ready (status, reason) of our last write for `uid` while the cache still holds the version it was computed
     /// from: what was last reported, when the cached status is older than our own write.
     pub fn ready_written(&self, uid: &str, cached_version: &str) -> Option<(String, String)> {
+        let cached_version = self.status_version(uid, cached_version);
         let entries = self.entries.lock().expect("not poisoned");
         let e = entries.get(uid).filter(|e| e.based_on == cached_version && e.at.elapsed() <= TTL)?;
         e.written.ready.clone()
@@ -89,6 +116,7 @@ impl InFlight {
 
     /// Remembers a successful status write for `uid`, computed from the cached object at `cached_version`.
     pub fn wrote(&self, uid: &str, cached_version: &str, status: Digest) {
+        let cached_version = &self.status_version(uid, cached_version);
         let mut entries = self.entries.lock().expect("not poisoned");
         if entries.len() >= SWEEP_AT {
             entries.retain(|_, e| e.at.elapsed() <= TTL);
@@ -135,6 +163,20 @@ mod tests {
         assert_eq!(f.len(), 0, "a superseded entry is dropped");
         // Even if the cache were to show the old version again, nothing is suppressed any more.
         assert!(!f.already_written("u1", "10", &status("Bound", "t1")));
+    }
+
+    #[test]
+    fn our_own_finalizer_write_does_not_end_the_skip() {
+        let f = InFlight::default();
+        // Reconcile 1 reads version 10, adds the finalizer (version 11), writes the status computed from 10.
+        f.same_status("u1", "10", "11");
+        f.wrote("u1", "10", status("Ready", "t1"));
+        // Reconcile 2, woken by the finalizer's event, reads 11 without that status: the same status is in flight.
+        assert!(f.already_written("u1", "11", &status("Ready", "t2")));
+        assert_eq!(f.ready_written("u1", "11"), Some(("True".into(), "Ready".into())));
+        // Once the status write itself arrives (12), the cache knows better.
+        assert!(!f.already_written("u1", "12", &status("Ready", "t2")));
+        // (Two reconciles of one object never run at once, so the second cannot read 11 before the first has written.)
     }
 
     #[test]

@@ -39,7 +39,13 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     if project.meta().deletion_timestamp.is_some() {
         return cleanup(&project, &api, &ctx).await;
     }
-    finalizer::ensure(&api, &*project).await?;
+    if let Some(version) = finalizer::ensure(&api, &*project).await? {
+        ctx.status_in_flight.same_status(
+            &project.uid().unwrap_or_default(),
+            &project.resource_version().unwrap_or_default(),
+            &version,
+        );
+    }
     apply(&project, &api, &ctx).await
 }
 

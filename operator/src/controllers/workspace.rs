@@ -56,7 +56,13 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::requeue(RESYNC));
     }
 
-    finalizer::ensure(&api, &*workspace).await?;
+    if let Some(version) = finalizer::ensure(&api, &*workspace).await? {
+        ctx.status_in_flight.same_status(
+            &workspace.uid().unwrap_or_default(),
+            &workspace.resource_version().unwrap_or_default(),
+            &version,
+        );
+    }
     let changes = write_delegation(&workspace, &ctx).await?;
     ctx.changed(&*workspace, &changes, "Apply", false).await;
     let decisions = super::project::decide(&ctx, &workspace);
