@@ -57,6 +57,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     }
 
     if let Some(version) = finalizer::ensure(&api, &*workspace).await? {
+        // Its watch event wakes the next reconcile before the status written below arrives (see `in_flight`).
         ctx.status_in_flight.same_status(
             &workspace.uid().unwrap_or_default(),
             &workspace.resource_version().unwrap_or_default(),
