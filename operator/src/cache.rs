@@ -138,6 +138,13 @@ impl<K> ChildStore<K> {
         }
     }
 
+    /// Whether a write of ours to `namespace/name` is on its way (any content): its absence from the cache is then no
+    /// sign that it was deleted.
+    pub fn pending(&self, namespace: &str, name: &str) -> bool {
+        let in_flight = self.shared.in_flight.lock().expect("not poisoned");
+        in_flight.get(&(namespace.to_owned(), name.to_owned())).is_some_and(|(_, at)| at.elapsed() <= IN_FLIGHT_TTL)
+    }
+
     /// Remembers a successful write of `digest` to `namespace/name` (see `in_flight`).
     pub fn wrote(&self, namespace: &str, name: &str, digest: u64) {
         let mut in_flight = self.shared.in_flight.lock().expect("not poisoned");
@@ -297,8 +304,10 @@ mod tests {
         assert!(store.in_flight("a", "x", 1), "the same write again is held back");
         assert!(!store.in_flight("a", "x", 2), "a different write is not");
         assert!(!store.in_flight("a", "y", 1), "nor a write to another object");
+        assert!(store.pending("a", "x") && !store.pending("a", "y"));
         writer.apply(&watcher::Event::Apply(rb("a", "x")));
         assert!(!store.in_flight("a", "x", 1), "delivered: the cache decides again");
+        assert!(!store.pending("a", "x"));
         store.wrote("a", "x", 1);
         writer.apply(&watcher::Event::Delete(rb("a", "x")));
         assert!(!store.in_flight("a", "x", 1), "deleted meanwhile: it must be written again");

@@ -44,10 +44,12 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     // A RoleBinding of ours that vanished is restored, unless it went because its binding did: the garbage collector
     // deletes the RoleBinding of a deleted binding, and that deletion can reach us before the binding's own (another
     // watch), so the cached binding would grant again, for a moment, what was just revoked (bulk deletes of bindings
-    // showed it). Only a vanished RoleBinding asks the API server; a new binding's first one does not.
+    // showed it). Only a vanished RoleBinding asks the API server: not a new binding's first one, nor one we just
+    // wrote whose watch event is still on its way.
     if let Ok(rb) = &wanted
         && was_bound
         && s.role_bindings.get(&spec.project, &rb.name_any()).is_none()
+        && !s.role_bindings.pending(&spec.project, &rb.name_any())
         && !exists(&api, &binding).await?
     {
         return Ok(Action::await_change());
@@ -167,10 +169,10 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let written = super::status::apply(api, binding, ctx, &status, &previous.conditions).await?;
+    let ready_changed = super::status::apply(api, binding, ctx, &status, &previous.conditions).await?;
     // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
     // it): the condition says so; an Event would be a write for nothing.
-    if written.ready_changed() && ready.reason != "ProjectNotReady" {
+    if ready_changed && ready.reason != "ProjectNotReady" {
         ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
     }
     Ok(())

@@ -27,9 +27,11 @@ const TTL: Duration = Duration::from_secs(10);
 const SWEEP_AT: usize = 4096;
 
 struct Entry {
-    /// The resourceVersion of the cached object the write was computed from.
-    based_on: String,
-    written: Digest,
+    /// The resourceVersions of the object that carry the status the write was computed from: the cached one it was
+    /// read at, and the one our own finalizer write made from it, if any.
+    based_on: Vec<String>,
+    /// `None` while only the finalizer has been written.
+    written: Option<Digest>,
     at: Instant,
 }
 
@@ -68,67 +70,65 @@ impl Digest {
 #[derive(Default)]
 pub struct InFlight {
     entries: Mutex<HashMap<String, Entry>>,
-    /// By uid: (a version made by our finalizer write, the version it was made on, when).
-    own_versions: Mutex<HashMap<String, (String, String, Instant)>>,
 }
 
 impl InFlight {
     /// Records that `version` of `uid` is our own write on top of `before` that left the status unchanged.
     pub fn same_status(&self, uid: &str, before: &str, version: &str) {
-        let mut own = self.own_versions.lock().expect("not poisoned");
-        if own.len() >= SWEEP_AT {
-            own.retain(|_, (_, _, at)| at.elapsed() <= TTL);
-        }
-        own.insert(uid.to_owned(), (version.to_owned(), before.to_owned(), Instant::now()));
-    }
-
-    /// The version whose status `cached_version` has: itself, or what our own write was made on.
-    fn status_version(&self, uid: &str, cached_version: &str) -> String {
-        let own = self.own_versions.lock().expect("not poisoned");
-        match own.get(uid) {
-            Some((version, before, at)) if version == cached_version && at.elapsed() <= TTL => before.clone(),
-            _ => cached_version.to_owned(),
-        }
+        let entry = Entry { based_on: vec![before.to_owned(), version.to_owned()], written: None, at: Instant::now() };
+        self.insert(uid, entry);
     }
 
     /// True when a status with digest `status` was already written for the object `uid` from the version the cache
     /// still holds.
     pub fn already_written(&self, uid: &str, cached_version: &str, status: &Digest) -> bool {
-        let cached_version = &self.status_version(uid, cached_version);
         let mut entries = self.entries.lock().expect("not poisoned");
-        let Some(e) = entries.get(uid) else { return false };
-        if e.based_on != *cached_version || e.at.elapsed() > TTL {
-            // The cache has moved on (or it has been too long): compare against the cache from now on.
-            entries.remove(uid);
-            return false;
-        }
-        e.written.hash == status.hash
+        current(&mut entries, uid, cached_version)
+            .and_then(|e| e.written.as_ref())
+            .is_some_and(|w| w.hash == status.hash)
     }
 
     /// The Ready (status, reason) of our last write for `uid` while the cache still holds the version it was computed
     /// from: what was last reported, when the cached status is older than our own write.
     pub fn ready_written(&self, uid: &str, cached_version: &str) -> Option<(String, String)> {
-        let cached_version = self.status_version(uid, cached_version);
-        let entries = self.entries.lock().expect("not poisoned");
-        let e = entries.get(uid).filter(|e| e.based_on == cached_version && e.at.elapsed() <= TTL)?;
-        e.written.ready.clone()
+        let mut entries = self.entries.lock().expect("not poisoned");
+        current(&mut entries, uid, cached_version)?.written.as_ref()?.ready.clone()
     }
 
     /// Remembers a successful status write for `uid`, computed from the cached object at `cached_version`.
     pub fn wrote(&self, uid: &str, cached_version: &str, status: Digest) {
-        let cached_version = &self.status_version(uid, cached_version);
+        let based_on = {
+            let mut entries = self.entries.lock().expect("not poisoned");
+            current(&mut entries, uid, cached_version).map(|e| e.based_on.clone())
+        };
+        let based_on = based_on.unwrap_or_else(|| vec![cached_version.to_owned()]);
+        self.insert(uid, Entry { based_on, written: Some(status), at: Instant::now() });
+    }
+
+    fn insert(&self, uid: &str, entry: Entry) {
         let mut entries = self.entries.lock().expect("not poisoned");
         if entries.len() >= SWEEP_AT {
             entries.retain(|_, e| e.at.elapsed() <= TTL);
         }
-        entries
-            .insert(uid.to_owned(), Entry { based_on: cached_version.to_owned(), written: status, at: Instant::now() });
+        entries.insert(uid.to_owned(), entry);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
     }
+}
+
+/// The entry of `uid` if the cache still shows a version it is based on; otherwise the cache has moved on (or it has
+/// been too long), the entry is dropped, and the cache is compared against from now on.
+fn current<'a>(entries: &'a mut HashMap<String, Entry>, uid: &str, cached_version: &str) -> Option<&'a Entry> {
+    let fresh =
+        entries.get(uid).is_some_and(|e| e.at.elapsed() <= TTL && e.based_on.iter().any(|v| v == cached_version));
+    if !fresh {
+        entries.remove(uid);
+        return None;
+    }
+    entries.get(uid)
 }
 
 #[cfg(test)]

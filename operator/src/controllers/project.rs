@@ -400,7 +400,7 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    if super::status::apply(api, project, ctx, &status, &previous.conditions).await?.ready_changed() {
+    if super::status::apply(api, project, ctx, &status, &previous.conditions).await? {
         ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message).await;
     }
     Ok(())

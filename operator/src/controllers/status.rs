@@ -15,29 +15,13 @@ use super::in_flight::Digest;
 use crate::labels::FIELD_MANAGER;
 use crate::{Error, Result};
 
-/// What became of a status write.
-#[derive(Debug, PartialEq)]
-pub enum StatusWrite {
-    /// Written. `ready_changed`: its Ready condition differs in status or reason from the one last reported.
-    Yes { ready_changed: bool },
-    /// The same status from the same cached version is already on its way (see `in_flight`).
-    InFlight,
-    /// The object was deleted meanwhile (the cache had not caught up): there is nothing to report on.
-    Gone,
-}
-
-impl StatusWrite {
-    /// Whether to announce the new Ready in an Event.
-    pub fn ready_changed(&self) -> bool {
-        matches!(self, StatusWrite::Yes { ready_changed: true })
-    }
-}
-
-/// Applies `status` to `obj` unless that exact write is in flight. The caller has already compared it with the
-/// cached status, `cached` being its conditions. "Last reported" is our own previous write while the cache still
-/// shows the version it was computed from: a reconcile woken before the watch delivers that write (by a child it
-/// created, say) reads the older status, and must not announce the same Ready change a second time.
-pub async fn apply<K, S>(api: &Api<K>, obj: &K, ctx: &Context, status: &S, cached: &[Condition]) -> Result<StatusWrite>
+/// Applies `status` to `obj` unless that exact write is in flight (nor when the object is gone meanwhile, the cache
+/// not having caught up). The caller has already compared it with the cached status, `cached` being its conditions.
+/// Returns whether it wrote a Ready that differs in status or reason from the one last reported, for an Event. "Last
+/// reported" is our own previous write while the cache still shows the version it was computed from: a reconcile
+/// woken before the watch delivers that write (by a child it created, say) reads the older status, and must not
+/// announce the same Ready change a second time.
+pub async fn apply<K, S>(api: &Api<K>, obj: &K, ctx: &Context, status: &S, cached: &[Condition]) -> Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
@@ -45,7 +29,7 @@ where
     let (uid, version) = (obj.uid().unwrap_or_default(), obj.resource_version().unwrap_or_default());
     let digest = Digest::of(status);
     if ctx.status_in_flight.already_written(&uid, &version, &digest) {
-        return Ok(StatusWrite::InFlight);
+        return Ok(false);
     }
     let reported = ctx
         .status_in_flight
@@ -55,10 +39,10 @@ where
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
     match api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(StatusWrite::Gone),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
         Err(e) => return Err(Error::kube("update status of", K::kind(&()), &name, e)),
     }
     let ready_changed = digest.ready != reported;
     ctx.status_in_flight.wrote(&uid, &version, digest);
-    Ok(StatusWrite::Yes { ready_changed })
+    Ok(ready_changed)
 }
