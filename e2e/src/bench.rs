@@ -33,10 +33,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use zenml_operator::api::{
-    LimitRangeSpec, NetworkIsolation, Project, ProjectDefaults, ProjectRoleBinding, ProjectRoleBindingSpec,
-    ProjectSpec, QuotaSpec, Subject, SubjectKind, Workspace, WorkspaceMember, WorkspaceSpec,
+    LimitRangeSpec, NetworkIsolation, Project, ProjectDefaults, ProjectQuotaStatus, ProjectRoleBinding,
+    ProjectRoleBindingSpec, ProjectRoleBindingStatus, ProjectSpec, ProjectStatus, QuotaSpec, Subject, SubjectKind,
+    Workspace, WorkspaceMember, WorkspaceSpec,
 };
+use zenml_operator::controllers::{binding as binding_controller, conditions, project as project_controller};
 use zenml_operator::labels;
+use zenml_operator::resources::project::Children;
 use zenml_operator::resources::{RoleMap, binding as binding_builder, project as project_builder};
 
 use crate::operator::Operator;
@@ -51,6 +54,8 @@ pub const OPERATOR_USER: &str = "zenml-operator-bench";
 pub const CLIENT_USER: &str = "zenml-bench-client";
 /// Label on everything the benchmark creates itself (value: the run's name), so leftovers can be found.
 pub const BENCH_LABEL: &str = "zenml-operator-bench";
+/// Label on the budget floor's custom resources (value: the run's name), so they go in one delete.
+const BUDGET_LABEL: &str = "zenml-operator-bench-budget";
 /// The leader Lease the benchmark's operator joins (the operator's defaults outside a cluster).
 const LEASE_NAMESPACE: &str = "default";
 const LEASE_NAME: &str = "zenml-operator";
@@ -392,6 +397,30 @@ impl Bench {
             ),
         });
 
+        // 1, second row. Budget floor: the floor plus the least any operator must add for the same projects.
+        let budget_names: Vec<String> = (0..self.n()).map(|i| format!("{}-b{i:05}", self.run)).collect();
+        let budget = fixtures.budget(&budget_names)?;
+        let budget_requests = (per_project + BUDGET_EXTRA) * self.n();
+        self.say(&format!("budget floor: {budget_requests} requests at concurrency {concurrency}"));
+        let (m_budget0, cpu_budget0) = (apiserver_writes()?, self.cpu(None));
+        let budget_time = self.create_budget_floor(&budget, &templates, concurrency).await?;
+        let cpu_budget1 = self.cpu(None);
+        let budget_work = ApiWork::of(&cpu_budget0, &cpu_budget1, &m_budget0, &apiserver_writes()?);
+        let cpu_budget = cpu_used(&cpu_budget0, &cpu_budget1, budget_time);
+        self.delete_budget_floor(&budget_names, concurrency).await?;
+        self.say(&format!("budget floor: {:.1} s", budget_time.as_secs_f64()));
+        rows.push(Row {
+            figure: "1 budget floor".into(),
+            value: format!("{:.1} s", budget_time.as_secs_f64()),
+            detail: format!(
+                "the floor's objects plus what the issue's write budget lets any operator add, by the same client at \
+                 the same concurrency: per project the 3 custom resources' creates (as in figure 2), 1 finalizer patch \
+                 and 1 status patch per custom resource with the status the operator writes (JSON merge patches, the \
+                 cheapest kind): {budget_requests} requests, {:.0}/s{cpu_budget}",
+                budget_requests as f64 / budget_time.as_secs_f64()
+            ),
+        });
+
         // 2. Operator: bulk apply, until every Project and ProjectRoleBinding is Ready.
         let op = self.start_operator().await?;
         let op = state.operator.insert(op);
@@ -476,6 +505,23 @@ impl Bench {
             value: format!("{ratio:.2}"),
             detail: "target <= 1.3".into(),
         });
+        let budget_ratio = provision.as_secs_f64() / budget_time.as_secs_f64();
+        rows.push(Row {
+            figure: "2 ratio operator/budget floor".into(),
+            value: format!("{budget_ratio:.2}"),
+            detail: format!(
+                "against the budget floor, the least any operator must ask of the API server for these projects{}; the \
+                 rest is server-side apply, Events, watches and the operator's own CPU on the shared cores",
+                match (&budget_work, &operator_work) {
+                    (Some(b), Some(o)) => format!(
+                        " (kube-apiserver CPU: {:.2} times the budget floor's, which was {})",
+                        o.cpu_s / b.cpu_s,
+                        b.describe()
+                    ),
+                    _ => String::new(),
+                }
+            ),
+        });
         if let (Some(f), Some(o)) = (floor_work, operator_work) {
             rows.push(Row {
                 figure: "2 API server CPU operator/floor".into(),
@@ -505,8 +551,10 @@ impl Bench {
         let audited = audit.map(|a| a.read(a0, a1)).transpose()?;
         let provisioning = self.writes_row(audited, &m0, &m1, 3 * n, &ops0, &ops1, &fixtures, per_project);
         let writes_per_project = provisioning.per_project;
-        if let Some(all) = provisioning.operator_total {
-            rows[1].detail.push_str(&format!(
+        if let Some(all) = provisioning.operator_total
+            && let Some(row) = rows.iter_mut().find(|r| r.figure == "2 operator")
+        {
+            row.detail.push_str(&format!(
                 "; the operator's writes until settled: {all}, Events included ({:.0}/s over this time), against \
                  the floor's {} ({:.0}/s)",
                 all as f64 / provision.as_secs_f64(),
@@ -785,6 +833,62 @@ impl Bench {
         }))
         .await?;
         Ok(start.elapsed())
+    }
+
+    /// The budget floor (figure 1): for each of `work`, its three custom resources, a finalizer patch, the project's
+    /// objects as in the floor, and a status patch per custom resource, in the order an operator would; `concurrency`
+    /// requests at once.
+    async fn create_budget_floor(
+        &self,
+        work: &[BudgetProject],
+        templates: &[Template],
+        concurrency: usize,
+    ) -> Result<Duration> {
+        let sem = Semaphore::new(concurrency);
+        let (namespace, children) = templates.split_first().ok_or("no templates")?;
+        let projects: Api<Project> = Api::all(self.client.clone());
+        let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
+        let (pp, merge) = (PostParams::default(), PatchParams::default());
+        let finalizer = Patch::Merge(serde_json::json!({"metadata": {"finalizers": [labels::FINALIZER]}}));
+        let start = Instant::now();
+        future::try_join_all(work.iter().map(|w| {
+            let (sem, projects, bindings, pp, merge, finalizer) = (&sem, &projects, &bindings, &pp, &merge, &finalizer);
+            async move {
+                let name = w.project.name_any();
+                let [dev, view] = &w.bindings;
+                future::try_join3(
+                    permitted(sem, projects.create(pp, &w.project)),
+                    permitted(sem, bindings.create(pp, &dev.0)),
+                    permitted(sem, bindings.create(pp, &view.0)),
+                )
+                .await?;
+                permitted(sem, projects.patch(&name, merge, finalizer)).await?;
+                permitted(sem, namespace.create(&self.client, &name, &self.run)).await?;
+                future::try_join_all(children.iter().map(|t| permitted(sem, t.create(&self.client, &name, &self.run))))
+                    .await?;
+                future::try_join3(
+                    permitted(sem, projects.patch_status(&name, merge, &Patch::Merge(&w.status))),
+                    permitted(sem, bindings.patch_status(&dev.0.name_any(), merge, &Patch::Merge(&dev.1))),
+                    permitted(sem, bindings.patch_status(&view.0.name_any(), merge, &Patch::Merge(&view.1))),
+                )
+                .await?;
+                Ok::<(), Error>(())
+            }
+        }))
+        .await?;
+        Ok(start.elapsed())
+    }
+
+    /// Removes the budget floor's custom resources (no operator runs: their finalizers go first) and namespaces.
+    async fn delete_budget_floor(&self, names: &[String], concurrency: usize) -> Result<()> {
+        let lp = ListParams::default().labels(&format!("{BUDGET_LABEL}={}", self.run));
+        let projects: Api<Project> = Api::all(self.client.clone());
+        let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
+        let dp = DeleteParams::default();
+        unfinalize(&projects, &lp).await?;
+        transient_retried(|| projects.delete_collection(&dp, &lp)).await?;
+        transient_retried(|| bindings.delete_collection(&dp, &lp)).await?;
+        self.delete_floor_namespaces(names, concurrency).await
     }
 
     async fn delete_floor_namespaces(&self, names: &[String], concurrency: usize) -> Result<()> {
@@ -1209,13 +1313,17 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let patch = serde_json::json!({"metadata": {"finalizers": null}});
-    for o in transient_retried(|| api.list_metadata(lp)).await? {
+    let found = transient_retried(|| api.list_metadata(lp)).await?;
+    futures::stream::iter(found.items.iter().filter(|o| !o.finalizers().is_empty()).map(|o| async {
         match api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
         }
-    }
+    }))
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await?;
     Ok(())
 }
 
@@ -1303,10 +1411,12 @@ impl Fixtures {
         (p, [binding("dev", "developer", dev), binding("view", "viewer", group(&format!("{name}-viewers")))])
     }
 
-    /// What the operator makes for one project, from its own pure builders (the namespace first).
-    fn templates(&self) -> Result<Vec<Template>> {
-        let (mut p, mut bs) = self.project(&format!("{}-template", self.run));
+    /// What the operator's builders make for project `p` and its bindings `bs`: the project's children and the
+    /// bindings' RoleBindings.
+    fn desired(&self, p: &Project, bs: &[ProjectRoleBinding; 2]) -> Result<(Children, Vec<RoleBinding>)> {
+        let mut p = p.clone();
         p.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+        let mut bs = bs.clone();
         for b in &mut bs {
             b.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
         }
@@ -1316,6 +1426,20 @@ impl Fixtures {
         let now = Timestamp::now();
         let refs: Vec<&ProjectRoleBinding> = bs.iter().collect();
         let c = project_builder::desired(&p, ws, &granted, &roles, &refs, now);
+        let rbs = bs
+            .iter()
+            .map(|b| {
+                binding_builder::desired(b, Some(&p), Some(ws), true, &roles, now)
+                    .map_err(|r| Error::from(format!("the benchmark's binding is refused: {}", r.reason())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((c, rbs))
+    }
+
+    /// What the operator makes for one project, from its own pure builders (the namespace first).
+    fn templates(&self) -> Result<Vec<Template>> {
+        let (p, bs) = self.project(&format!("{}-template", self.run));
+        let (c, rbs) = self.desired(&p, &bs)?;
         let mut out = vec![Template::of(&c.namespace, &p)?];
         if let Some(q) = &c.quota {
             out.push(Template::of(q, &p)?);
@@ -1328,21 +1452,76 @@ impl Fixtures {
         }
         out.push(Template::of(&c.runner, &p)?);
         out.push(Template::of(&c.delegation, &p)?);
-        for rb in &c.role_bindings {
+        for rb in c.role_bindings.iter().chain(&rbs) {
             out.push(Template::of(rb, &p)?);
         }
-        for b in &bs {
-            let rb = binding_builder::desired(b, Some(&p), Some(ws), true, &roles, now)
-                .map_err(|r| format!("the benchmark's binding is refused: {}", r.reason()))?;
-            out.push(Template::of(&rb, &p)?);
-        }
         Ok(out)
+    }
+
+    /// The budget floor's projects `names`: their custom resources, and the status patches the operator's own
+    /// condition builders give them once provisioned.
+    fn budget(&self, names: &[String]) -> Result<Vec<BudgetProject>> {
+        let generation = Some(1);
+        names
+            .iter()
+            .map(|name| {
+                let (mut p, mut bs) = self.project(name);
+                p.labels_mut().insert(BUDGET_LABEL.into(), self.run.clone());
+                for b in &mut bs {
+                    b.labels_mut().insert(BUDGET_LABEL.into(), self.run.clone());
+                }
+                let (c, rbs) = self.desired(&p, &bs)?;
+                let mut conds = project_controller::provisioned_conditions(&p, &self.workspace, &c, None);
+                conds.push(conditions::ready(&conds, project_controller::READY_MESSAGE));
+                let status = ProjectStatus {
+                    observed_generation: generation,
+                    conditions: conditions::stamp(&[], conds, generation),
+                    namespace: Some(name.clone()),
+                    members: c.members.clone(),
+                    quota: c.quota.as_ref().map(|q| ProjectQuotaStatus {
+                        hard: q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default(),
+                        used: BTreeMap::new(),
+                    }),
+                };
+                let bound = |b: &ProjectRoleBinding, rb: &RoleBinding| {
+                    let s = ProjectRoleBindingStatus {
+                        observed_generation: generation,
+                        conditions: conditions::stamp(&[], vec![binding_controller::bound(rb, &b.spec)], generation),
+                        role_binding: Some(rb.name_any()),
+                    };
+                    serde_json::json!({ "status": s })
+                };
+                let statuses = (bound(&bs[0], &rbs[0]), bound(&bs[1], &rbs[1]));
+                let [dev, view] = bs;
+                Ok(BudgetProject {
+                    project: p,
+                    status: serde_json::json!({ "status": status }),
+                    bindings: [(dev, statuses.0), (view, statuses.1)],
+                })
+            })
+            .collect()
     }
 
     /// Whether an audited write is to one of this run's CRs or project namespaces.
     fn owns(&self, w: &Write) -> bool {
         w.name.starts_with(&self.run) || w.namespace.starts_with(&self.run)
     }
+}
+
+/// Requests per project the budget floor adds to the floor's: 3 custom resources, 1 finalizer, 3 status patches.
+const BUDGET_EXTRA: usize = 7;
+
+/// One project of the budget floor: its Project with the status patch for it, and its two bindings with theirs.
+struct BudgetProject {
+    project: Project,
+    status: serde_json::Value,
+    bindings: [(ProjectRoleBinding, serde_json::Value); 2],
+}
+
+/// Awaits `request` holding one of `sem`'s permits (a request is sent when first polled, so after the permit).
+async fn permitted<T, E: Into<Error>>(sem: &Semaphore, request: impl Future<Output = Result<T, E>>) -> Result<T> {
+    let _permit = sem.acquire().await?;
+    request.await.map_err(Into::into)
 }
 
 /// One child object as the operator would make it, turned into a plain create in another namespace.

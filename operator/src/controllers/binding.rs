@@ -13,7 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
-use crate::api::{ProjectRoleBinding, ProjectRoleBindingStatus};
+use crate::api::{ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
 use crate::labels;
 use crate::resources::binding::{Refusal, desired, role_binding_name};
 use crate::{Error, Result};
@@ -65,14 +65,7 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                         ctx.changed(&*binding, std::slice::from_ref(&change), "Apply", false).await;
                     }
                 }
-                let msg = format!(
-                    "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
-                    rb.name_any(),
-                    rb.role_ref.name,
-                    spec.subjects.len(),
-                    spec.project
-                );
-                write_status(&binding, &api, &ctx, Cond::ok("Ready", "Bound", msg), Some(rb.name_any())).await?;
+                write_status(&binding, &api, &ctx, bound(&rb, spec), Some(rb.name_any())).await?;
                 Ok(until_expiry(&binding, now))
             }
             Err(e) if e.api_code() == Some(403) => {
@@ -108,6 +101,18 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
 }
 
 /// Whether `binding` still exists, undeleted, on the API server (not just in our cache).
+/// `Ready` of a binding whose RoleBinding `rb` is in force.
+pub fn bound(rb: &RoleBinding, spec: &ProjectRoleBindingSpec) -> Cond {
+    let msg = format!(
+        "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
+        rb.name_any(),
+        rb.role_ref.name,
+        spec.subjects.len(),
+        spec.project
+    );
+    Cond::ok("Ready", "Bound", msg)
+}
+
 async fn exists(api: &Api<ProjectRoleBinding>, binding: &ProjectRoleBinding) -> Result<bool> {
     let name = binding.name_any();
     let live = api.get_metadata_opt(&name).await.map_err(|e| Error::kube("get", "ProjectRoleBinding", &name, e))?;

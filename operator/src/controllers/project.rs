@@ -318,7 +318,8 @@ where
     Ok(changes)
 }
 
-fn provisioned_conditions(
+/// The conditions of a provisioned project, `Ready` aside (see [`READY_MESSAGE`]).
+pub fn provisioned_conditions(
     project: &Project,
     workspace: &Workspace,
     c: &Children,
@@ -351,6 +352,9 @@ fn provisioned_conditions(
     conds
 }
 
+/// `Ready`'s message when every other condition holds.
+pub const READY_MESSAGE: &str = "every child object exists as desired";
+
 /// Refuses to provision: says why in the status, and in an Event when the reason is new.
 async fn refuse(project: &Project, api: &Api<Project>, ctx: &Context, reason: &str, message: String) -> Result<Action> {
     let cond_type = match reason {
@@ -371,7 +375,7 @@ async fn write_status(
 ) -> Result<()> {
     let name = project.name_any();
     let previous = project.status.clone().unwrap_or_default();
-    let ready_cond = ready(&parts, "every child object exists as desired");
+    let ready_cond = ready(&parts, READY_MESSAGE);
     let mut all = parts;
     all.push(ready_cond.clone());
     let provisioned = children.is_some();
