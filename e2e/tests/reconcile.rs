@@ -637,6 +637,68 @@ async fn quota_and_limit_range_are_enforced_by_the_api_server() {
     }
 }
 
+#[tokio::test]
+async fn the_quota_use_is_mirrored_without_a_write_per_pod() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-use-ws");
+    let p = unique("e2e-use-p");
+    t.workspace(
+        &ws,
+        json!({"projectDefaults": {
+            "quota": {"hard": {"pods": "20", "requests.cpu": "4"}},
+            "limitRange": {"defaultRequest": {"cpu": "100m", "memory": "64Mi"}, "default": {"cpu": "200m", "memory": "128Mi"}},
+        }}),
+    );
+    t.project(&p, &ws, json!({}));
+    t.wait_ready(&p).await;
+    let pods_used = |project: &Project| project.status.as_ref()?.quota.as_ref()?.used.get("pods").map(|q| q.0.clone());
+    // The first count is mirrored at once.
+    eventually(TIMEOUT, "the first count mirrored", || async {
+        let project = t.get_project(&p).await?;
+        if pods_used(&project).as_deref() == Some("0") { Ok(()) } else { Err(format!("{:?}", project.status)) }
+    })
+    .await;
+    let sas: Api<ServiceAccount> = t.ns_api(&p);
+    eventually(TIMEOUT, "the default ServiceAccount", || sas.get("default")).await;
+
+    // Every count the project's status shows from now on, as a watch sees it, with when.
+    type Seen = Vec<(Instant, Option<String>)>;
+    let seen: std::sync::Arc<Mutex<Seen>> = Default::default();
+    let watch = {
+        let (projects, seen, name) = (Api::<Project>::all(t.client.clone()), seen.clone(), p.clone());
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(kube::runtime::watcher::watch_object(projects, &name));
+            while let Some(Ok(Some(project))) = futures::StreamExt::next(&mut stream).await {
+                let used = pods_used(&project);
+                let mut seen = seen.lock().unwrap();
+                if seen.last().map(|(_, u)| u) != Some(&used) {
+                    seen.push((Instant::now(), used));
+                }
+            }
+        })
+    };
+    // Pod churn: each pod changes the quota's count (8 counts in 2 s).
+    let pods: Api<Pod> = t.ns_api(&p);
+    for i in 0..8 {
+        pods.create(&PostParams::default(), &pod(&format!("churn-{i}"), None)).await.expect("a Pod within the quota");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eventually(TIMEOUT, "the last count mirrored", || async {
+        let project = t.get_project(&p).await?;
+        if pods_used(&project).as_deref() == Some("8") { Ok(()) } else { Err(format!("{:?}", project.status)) }
+    })
+    .await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    let counts: Vec<&str> = seen.iter().filter_map(|(_, u)| u.as_deref()).collect();
+    // "0" as the watch starts, then at most one write per 10 s: the churn took 2 s, so one or two writes.
+    assert!(counts.len() <= 3, "the status followed the quota {} times: {counts:?}", counts.len() - 1);
+    for pair in seen.windows(2).skip(1) {
+        let apart = pair[1].0.duration_since(pair[0].0);
+        assert!(apart >= Duration::from_secs(9), "two usage writes {apart:?} apart: {counts:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Drift
 // ---------------------------------------------------------------------------------------------------------------

@@ -287,6 +287,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         wake_project: wake_tx,
         failures: Mutex::new(HashMap::new()),
         status_in_flight: Default::default(),
+        usage_writes: Default::default(),
         event_slots: Arc::new(tokio::sync::Semaphore::new(crate::controllers::context::EVENT_SLOTS)),
     });
 

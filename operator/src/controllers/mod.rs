@@ -8,6 +8,7 @@ pub mod finalizer;
 pub mod in_flight;
 pub mod project;
 pub mod status;
+pub mod usage;
 pub mod workspace;
 
 use std::sync::Arc;

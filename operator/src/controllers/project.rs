@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -21,6 +21,7 @@ use super::apply::{Change, delete, delete_child, ensure, ensure_child};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
+use super::usage;
 use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
 use crate::cache::{Child, ChildStore};
 use crate::labels::{self, FIELD_MANAGER};
@@ -190,8 +191,8 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
         conds.retain(|c| c.type_ != "AccessReady");
         conds.push(Cond::fail("AccessReady", "BindForbidden", msg));
     }
-    write_status(project, api, ctx, conds, Some(&children)).await?;
-    Ok(Action::requeue(RESYNC))
+    let usage_wait = write_status(project, api, ctx, conds, Some(&children)).await?;
+    Ok(Action::requeue(usage_wait.unwrap_or(RESYNC)))
 }
 
 /// What writing the children did: the changes, and the RoleBindings the API server refused because the operator may
@@ -365,14 +366,15 @@ async fn refuse(project: &Project, api: &Api<Project>, ctx: &Context, reason: &s
     Ok(Action::requeue(RESYNC))
 }
 
-/// Writes the status when it differs from the one stored, with an Event when Ready changes reason.
+/// Writes the status when it differs from the one stored, with an Event when Ready changes reason. A change of the
+/// quota's use alone may have to wait (see `usage`): then it returns how long.
 async fn write_status(
     project: &Project,
     api: &Api<Project>,
     ctx: &Context,
     parts: Vec<Cond>,
     children: Option<&Children>,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let name = project.name_any();
     let previous = project.status.clone().unwrap_or_default();
     let ready_cond = ready(&parts, READY_MESSAGE);
@@ -402,12 +404,21 @@ async fn write_status(
         quota: if provisioned { quota } else { previous.quota.clone() },
     };
     if status == previous {
-        return Ok(());
+        return Ok(None);
     }
-    if super::status::apply(api, project, ctx, &status, &previous.conditions).await? {
+    let uid = project.uid().unwrap_or_default();
+    let now = Instant::now();
+    if usage::usage_only(&previous, &status)
+        && let Some(wait) = ctx.usage_writes.wait(&uid, now)
+    {
+        return Ok(Some(wait));
+    }
+    let ready_changed = super::status::apply(api, project, ctx, &status, &previous.conditions).await?;
+    ctx.usage_writes.wrote(&uid, now);
+    if ready_changed {
         ctx.event(project, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Deletion: Delete removes the namespace and waits until it is gone; Retain (and any adopted namespace) releases
