@@ -87,7 +87,8 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             {
                 ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;
             }
-            if let Some(quiet) = waiting_quietly(&binding, &refusal, now) {
+            let project_queued = project.as_ref().is_some_and(|p| p.status.is_none());
+            if let Some(quiet) = waiting_quietly(&binding, &refusal, project_queued, now) {
                 return Ok(Action::requeue(quiet));
             }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
@@ -100,7 +101,6 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     }
 }
 
-/// Whether `binding` still exists, undeleted, on the API server (not just in our cache).
 /// `Ready` of a binding whose RoleBinding `rb` is in force.
 pub fn bound(rb: &RoleBinding, spec: &ProjectRoleBindingSpec) -> Cond {
     let msg = format!(
@@ -113,6 +113,7 @@ pub fn bound(rb: &RoleBinding, spec: &ProjectRoleBindingSpec) -> Cond {
     Cond::ok("Ready", "Bound", msg)
 }
 
+/// Whether `binding` still exists, undeleted, on the API server (not just in our cache).
 async fn exists(api: &Api<ProjectRoleBinding>, binding: &ProjectRoleBinding) -> Result<bool> {
     let name = binding.name_any();
     let live = api.get_metadata_opt(&name).await.map_err(|e| Error::kube("get", "ProjectRoleBinding", &name, e))?;
@@ -124,15 +125,25 @@ const NOT_FOUND_GRACE: Duration = Duration::from_secs(10);
 /// How long a new binding whose project exists but is not provisioned yet waits before it says so. At bulk (a
 /// thousand projects applied at once) provisioning takes a while; the project's own status says why meanwhile.
 const NOT_READY_GRACE: Duration = Duration::from_secs(60);
+/// The same while the project has no status at all: the operator has not reached it yet (at bulk, five thousand
+/// projects took four minutes), and nothing is wrong that the binding could tell. The project's first status wakes
+/// the binding; this bounds the wait should that never come.
+const QUEUED_GRACE: Duration = Duration::from_secs(600);
 
 /// A binding applied together with its project (the usual GitOps case) finds the project missing, then not yet
 /// provisioned, for a moment. Reporting each would be two status writes and Events per binding for states that pass
 /// by themselves: a binding that has never reported anything waits quietly for a grace period from its creation (the
 /// project's changes wake it meanwhile) and reports only if it is still waiting then. Returns how long to wait
-/// before looking again, or `None` to report now.
-fn waiting_quietly(binding: &ProjectRoleBinding, refusal: &Refusal, now: Timestamp) -> Option<Duration> {
+/// before looking again, or `None` to report now. `project_queued`: the project exists and has no status yet.
+fn waiting_quietly(
+    binding: &ProjectRoleBinding,
+    refusal: &Refusal,
+    project_queued: bool,
+    now: Timestamp,
+) -> Option<Duration> {
     let grace = match refusal {
         Refusal::ProjectNotFound => NOT_FOUND_GRACE,
+        Refusal::ProjectNotReady(_) if project_queued => QUEUED_GRACE,
         Refusal::ProjectNotReady(_) => NOT_READY_GRACE,
         Refusal::RoleNotAllowed(_) | Refusal::Expired => return None,
     };
@@ -213,18 +224,22 @@ mod tests {
         let at = |s: i64| t0 + k8s_openapi::jiff::SignedDuration::from_secs(s);
         let not_ready = Refusal::ProjectNotReady("no namespace yet".into());
         assert_eq!(
-            waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, at(3)),
+            waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, false, at(3)),
             Some(Duration::from_secs(7))
         );
-        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, at(10)), None);
-        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(10)), Some(Duration::from_secs(50)));
-        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, at(61)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, false, at(10)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, false, at(10)), Some(Duration::from_secs(50)));
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, false, at(61)), None);
+        // A project the operator has not reached yet (no status): longer, since nothing is wrong yet.
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, true, at(61)), Some(Duration::from_secs(539)));
+        assert_eq!(waiting_quietly(&binding(t0, false), &not_ready, true, at(600)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::ProjectNotFound, true, at(10)), None);
         // Anything already reported is kept up to date at once;
         // refusals that do not pass by themselves are never quiet.
-        assert_eq!(waiting_quietly(&binding(t0, true), &Refusal::ProjectNotFound, at(1)), None);
-        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::RoleNotAllowed("ws".into()), at(1)), None);
-        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::Expired, at(1)), None);
+        assert_eq!(waiting_quietly(&binding(t0, true), &Refusal::ProjectNotFound, false, at(1)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::RoleNotAllowed("ws".into()), false, at(1)), None);
+        assert_eq!(waiting_quietly(&binding(t0, false), &Refusal::Expired, false, at(1)), None);
         // Clock skew: a creation time in our future is not taken as "new".
-        assert_eq!(waiting_quietly(&binding(at(30), false), &Refusal::ProjectNotFound, t0), None);
+        assert_eq!(waiting_quietly(&binding(at(30), false), &Refusal::ProjectNotFound, false, t0), None);
     }
 }
