@@ -884,10 +884,9 @@ impl Bench {
         let lp = ListParams::default().labels(&format!("{BUDGET_LABEL}={}", self.run));
         let projects: Api<Project> = Api::all(self.client.clone());
         let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
-        let dp = DeleteParams::default();
         unfinalize(&projects, &lp).await?;
-        transient_retried(|| projects.delete_collection(&dp, &lp)).await?;
-        transient_retried(|| bindings.delete_collection(&dp, &lp)).await?;
+        delete_all(&projects, &lp).await?;
+        delete_all(&bindings, &lp).await?;
         self.delete_floor_namespaces(names, concurrency).await
     }
 
@@ -1231,8 +1230,8 @@ impl Bench {
         let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
         let workspaces: Api<Workspace> = Api::all(self.client.clone());
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        transient_retried(|| bindings.delete_collection(&dp, &lp)).await?;
-        transient_retried(|| projects.delete_collection(&dp, &lp)).await?;
+        delete_all(&bindings, &lp).await?;
+        delete_all(&projects, &lp).await?;
         let timeout = Duration::from_secs(120) + Duration::from_millis(500 * self.n() as u64);
         let mut forced = false;
         // A loaded API server drops a connection now and then; a cleanup should not give up for that.
@@ -1258,7 +1257,7 @@ impl Bench {
         }
         wait_gone(namespaces.clone(), &ws_sel, timeout, "the projects' namespaces to be deleted", self).await?;
         if state.workspace_created {
-            transient_retried(|| workspaces.delete_collection(&dp, &lp)).await?;
+            delete_all(&workspaces, &lp).await?;
             if forced
                 || wait_gone(workspaces.clone(), &sel, Duration::from_secs(60), "the Workspace to be deleted", self)
                     .await
@@ -1308,14 +1307,39 @@ where
     Ok(Api::<K>::all(client.clone()).list_metadata(lp).await?.items.len())
 }
 
+/// Deletes what `lp` selects one by one, a few at a time. Not one `deletecollection`: with thousands of custom
+/// resources it outlasts the API server's 60 s request timeout on a loaded machine, and the client sees only a broken
+/// connection (the first N=5000 cleanups failed so).
+async fn delete_all<K>(api: &Api<K>, lp: &ListParams) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let found = transient_retried(|| api.list_metadata(lp)).await?;
+    let dp = DeleteParams::default();
+    futures::stream::iter(found.items.iter().filter(|o| o.meta().deletion_timestamp.is_none()).map(|o| async {
+        let name = o.name_any();
+        match transient_retried(|| api.delete(&name, &dp)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+    .buffer_unordered(32)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
 async fn unfinalize<K>(api: &Api<K>, lp: &ListParams) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    let patch = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
     let found = transient_retried(|| api.list_metadata(lp)).await?;
+    let pp = PatchParams::default();
     futures::stream::iter(found.items.iter().filter(|o| !o.finalizers().is_empty()).map(|o| async {
-        match api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let name = o.name_any();
+        match transient_retried(|| api.patch(&name, &pp, &patch)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(e),
