@@ -785,7 +785,7 @@ impl Bench {
         let mut names = Vec::new();
         // A warm-up, not measured, with or without a sweep: connections, the API server's caches of these kinds, and
         // the controller-manager's start-up work on a cluster just started stay out of the floor, where they would
-        // flatter the ratio (without it, fresh clusters' floors at N=1000 measured 10.3 to 14.1 s).
+        // flatter the ratio. (It does not remove the machine's run-to-run variance: floors of 10.3-14.1 s at N=1000.)
         let warm: Vec<String> = (0..sample.min(5)).map(|i| format!("{}-w{i:03}", self.run)).collect();
         self.create_floor(templates, &warm, self.s.concurrencies[0]).await?;
         names.extend(warm);
