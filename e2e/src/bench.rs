@@ -1317,38 +1317,56 @@ async fn delete_all<K>(api: &Api<K>, lp: &ListParams) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let found = transient_retried(|| api.list_metadata(lp)).await?;
-    let dp = DeleteParams::default();
-    futures::stream::iter(found.items.iter().filter(|o| o.meta().deletion_timestamp.is_none()).map(|o| async {
-        let name = o.name_any();
-        match transient_retried(|| api.delete(&name, &dp)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(e),
-        }
-    }))
-    .buffer_unordered(32)
-    .try_collect::<Vec<()>>()
-    .await?;
-    Ok(())
+    let dp = &DeleteParams::default();
+    each_selected(
+        api,
+        lp,
+        |o| o.meta().deletion_timestamp.is_none(),
+        |name| async move { api.delete(&name, dp).await.map(|_| ()) },
+    )
+    .await
 }
 
 async fn unfinalize<K>(api: &Api<K>, lp: &ListParams) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let patch = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    let patch = &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    let pp = &PatchParams::default();
+    each_selected(
+        api,
+        lp,
+        |o| !o.finalizers().is_empty(),
+        |name| async move { api.patch(&name, pp, patch).await.map(|_| ()) },
+    )
+    .await
+}
+
+/// Runs `request` for each object `lp` selects that `pick` keeps, 32 at a time, each retried on a dropped connection;
+/// an object gone meanwhile (404) is fine.
+async fn each_selected<K, F, Fut>(
+    api: &Api<K>,
+    lp: &ListParams,
+    pick: impl Fn(&kube::core::PartialObjectMeta<K>) -> bool,
+    request: F,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = kube::Result<()>>,
+{
     let found = transient_retried(|| api.list_metadata(lp)).await?;
-    let pp = PatchParams::default();
-    futures::stream::iter(found.items.iter().filter(|o| !o.finalizers().is_empty()).map(|o| async {
+    futures::stream::iter(found.items.iter().filter(|o| pick(o)).map(|o| {
         let name = o.name_any();
-        match transient_retried(|| api.patch(&name, &pp, &patch)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(e),
+        let request = &request;
+        async move {
+            match transient_retried(|| request(name.clone())).await {
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                other => other,
+            }
         }
     }))
-    .buffer_unordered(16)
+    .buffer_unordered(32)
     .try_collect::<Vec<()>>()
     .await?;
     Ok(())
