@@ -54,7 +54,7 @@ pub const OPERATOR_USER: &str = "zenml-operator-bench";
 pub const CLIENT_USER: &str = "zenml-bench-client";
 /// Label on everything the benchmark creates itself (value: the run's name), so leftovers can be found.
 pub const BENCH_LABEL: &str = "zenml-operator-bench";
-/// Label on the budget floor's custom resources (value: the run's name), so they go in one delete.
+/// Label on the budget floor's custom resources (value: the run's name), so they can be deleted apart from figure 2's.
 const BUDGET_LABEL: &str = "zenml-operator-bench-budget";
 /// The leader Lease the benchmark's operator joins (the operator's defaults outside a cluster).
 const LEASE_NAMESPACE: &str = "default";
@@ -817,25 +817,18 @@ impl Bench {
     /// Creates one project's worth of `templates` in each of `names` (namespace first), `concurrency` requests at once.
     async fn create_floor(&self, templates: &[Template], names: &[String], concurrency: usize) -> Result<Duration> {
         let sem = Semaphore::new(concurrency);
-        let (namespace, children) = templates.split_first().ok_or("no templates")?;
         let start = Instant::now();
-        future::try_join_all(names.iter().map(|f| {
-            let sem = &sem;
-            async move {
-                {
-                    let _permit = sem.acquire().await?;
-                    namespace.create(&self.client, f, &self.run).await?;
-                }
-                future::try_join_all(children.iter().map(|t| async move {
-                    let _permit = sem.acquire().await?;
-                    t.create(&self.client, f, &self.run).await
-                }))
-                .await?;
-                Ok::<(), Error>(())
-            }
-        }))
-        .await?;
+        future::try_join_all(names.iter().map(|f| self.create_objects(&sem, templates, f))).await?;
         Ok(start.elapsed())
+    }
+
+    /// One project's worth of `templates` in namespace `f`: the namespace, then the rest at once, each request
+    /// holding one of `sem`'s permits.
+    async fn create_objects(&self, sem: &Semaphore, templates: &[Template], f: &str) -> Result<()> {
+        let (namespace, children) = templates.split_first().ok_or("no templates")?;
+        permitted(sem, namespace.create(&self.client, f, &self.run)).await?;
+        future::try_join_all(children.iter().map(|t| permitted(sem, t.create(&self.client, f, &self.run)))).await?;
+        Ok(())
     }
 
     /// The budget floor (figure 1): for each of `work`, its three custom resources, a finalizer patch, the project's
@@ -848,7 +841,6 @@ impl Bench {
         concurrency: usize,
     ) -> Result<Duration> {
         let sem = Semaphore::new(concurrency);
-        let (namespace, children) = templates.split_first().ok_or("no templates")?;
         let projects: Api<Project> = Api::all(self.client.clone());
         let bindings: Api<ProjectRoleBinding> = Api::all(self.client.clone());
         let (pp, merge) = (PostParams::default(), PatchParams::default());
@@ -866,9 +858,7 @@ impl Bench {
                 )
                 .await?;
                 permitted(sem, projects.patch(&name, merge, finalizer)).await?;
-                permitted(sem, namespace.create(&self.client, &name, &self.run)).await?;
-                future::try_join_all(children.iter().map(|t| permitted(sem, t.create(&self.client, &name, &self.run))))
-                    .await?;
+                self.create_objects(sem, templates, &name).await?;
                 future::try_join3(
                     permitted(sem, projects.patch_status(&name, merge, &Patch::Merge(&w.status))),
                     permitted(sem, bindings.patch_status(&dev.0.name_any(), merge, &Patch::Merge(&dev.1))),

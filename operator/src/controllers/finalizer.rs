@@ -6,6 +6,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::in_flight::InFlight;
 use crate::labels::FINALIZER;
 use crate::{Error, Result};
 
@@ -13,20 +14,25 @@ pub fn has<K: Resource>(obj: &K) -> bool {
     obj.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Adds the finalizer unless it is there: one write in an object's life. Returns the resourceVersion it made.
-pub async fn ensure<K>(api: &Api<K>, obj: &K) -> Result<Option<String>>
+/// Adds the finalizer unless it is there: one write in an object's life. Its watch event wakes the next reconcile
+/// before the status this reconcile goes on to write arrives, so the version it makes is recorded in `status` as one
+/// that carries the status read here (see `in_flight`).
+pub async fn ensure<K>(api: &Api<K>, obj: &K, status: &InFlight) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     if has(obj) {
-        return Ok(None);
+        return Ok(());
     }
     let patch = if obj.meta().finalizers.is_none() {
         json!([{"op": "test", "path": "/metadata/finalizers", "value": null}, {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
     } else {
         json!([{"op": "test", "path": "/metadata/finalizers", "value": obj.finalizers()}, {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
     };
-    patch_finalizers(api, obj, patch, "add finalizer to").await
+    if let Some(version) = patch_finalizers(api, obj, patch, "add finalizer to").await? {
+        status.same_status(&obj.uid().unwrap_or_default(), &obj.resource_version().unwrap_or_default(), &version);
+    }
+    Ok(())
 }
 
 pub async fn remove<K>(api: &Api<K>, obj: &K) -> Result<()>

@@ -40,14 +40,7 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     if project.meta().deletion_timestamp.is_some() {
         return cleanup(&project, &api, &ctx).await;
     }
-    if let Some(version) = finalizer::ensure(&api, &*project).await? {
-        // Its watch event wakes the next reconcile before the status written below arrives (see `in_flight`).
-        ctx.status_in_flight.same_status(
-            &project.uid().unwrap_or_default(),
-            &project.resource_version().unwrap_or_default(),
-            &version,
-        );
-    }
+    finalizer::ensure(&api, &*project, &ctx.status_in_flight).await?;
     apply(&project, &api, &ctx).await
 }
 

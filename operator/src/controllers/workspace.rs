@@ -56,14 +56,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::requeue(RESYNC));
     }
 
-    if let Some(version) = finalizer::ensure(&api, &*workspace).await? {
-        // Its watch event wakes the next reconcile before the status written below arrives (see `in_flight`).
-        ctx.status_in_flight.same_status(
-            &workspace.uid().unwrap_or_default(),
-            &workspace.resource_version().unwrap_or_default(),
-            &version,
-        );
-    }
+    finalizer::ensure(&api, &*workspace, &ctx.status_in_flight).await?;
     let changes = write_delegation(&workspace, &ctx).await?;
     ctx.changed(&*workspace, &changes, "Apply", false).await;
     let decisions = super::project::decide(&ctx, &workspace);
