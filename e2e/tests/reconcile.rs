@@ -1484,12 +1484,269 @@ async fn provisioning_is_told_in_events() {
 // 14. kpt live apply / destroy of the examples
 // ---------------------------------------------------------------------------------------------------------------
 
-const KPT: &str = "/usr/lib/google-cloud-sdk/bin/kpt";
+/// Where Google Cloud's apt package `google-cloud-cli-kpt` puts kpt, looked at when neither `KPT` nor `PATH` has one.
+const GCLOUD_KPT: &str = "/usr/lib/google-cloud-sdk/bin/kpt";
+
+/// kpt: `$KPT`, else `kpt` on `PATH`, else [`GCLOUD_KPT`]. Missing, the test fails and says how to install it: it is
+/// the examples' GitOps check, never skipped.
+fn kpt_binary() -> &'static Path {
+    static KPT: OnceLock<PathBuf> = OnceLock::new();
+    KPT.get_or_init(|| {
+        if let Some(kpt) = std::env::var_os("KPT").filter(|k| !k.is_empty()) {
+            let kpt = PathBuf::from(kpt);
+            assert!(executable(&kpt), "KPT={} is not an executable file", kpt.display());
+            return kpt;
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("kpt"))
+            .chain([PathBuf::from(GCLOUD_KPT)])
+            .find(|kpt| executable(kpt))
+            .unwrap_or_else(|| {
+                panic!(
+                    "kpt not found (not in $KPT, not on PATH, not at {GCLOUD_KPT}); this test applies examples/ with \
+                     `kpt live apply`. Install kpt v1 (https://kpt.dev/installation/; on Debian with Google Cloud's \
+                     apt repository: apt-get install google-cloud-cli-kpt), or set KPT=/path/to/kpt"
+                )
+            })
+    })
+}
+
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
 
 fn kpt() -> std::process::Command {
-    let mut cmd = std::process::Command::new(std::env::var_os("KPT").unwrap_or_else(|| KPT.into()));
+    let mut cmd = std::process::Command::new(kpt_binary());
     cmd.env("KUBECONFIG", e2e::kubeconfig().expect("a kubeconfig"));
     cmd
+}
+
+/// Field manager of `make demo`'s server-side apply of examples/ (e2e/demo).
+const DEMO_MANAGER: &str = "zenml-demo";
+/// Whether a `managedFields` entry is the operator's: its server-side applies (status, namespaces) as field manager
+/// `zenml-operator`, and its finalizer's JSON patch, which names no field manager (the API server records the
+/// client's, `unknown`), so it is recognised by what it holds: our finalizer and nothing else.
+fn the_operators(entry: &Value) -> bool {
+    match entry["manager"].as_str() {
+        Some("zenml-operator") => true,
+        Some("unknown") => {
+            let only = |v: &Value, keys: &[&str]| v.as_object().is_some_and(|o| o.keys().all(|k| keys.contains(&&**k)));
+            let fields = &entry["fieldsV1"];
+            entry["operation"] == "Update"
+                && only(fields, &["f:metadata"])
+                && only(&fields["f:metadata"], &["f:finalizers"])
+                && only(&fields["f:metadata"]["f:finalizers"], &[".", r#"v:"zenml.io/finalizer""#])
+        }
+        _ => false,
+    }
+}
+
+/// Why `obj` (an item of `kubectl get -o json`) is not something `make demo` made, or `None` when it is: an object
+/// of examples/ that only the demo and the operator ever wrote to, or the namespace of one of `demo_projects` (the
+/// examples' Projects found to be the demo's) that only the operator wrote to. A namespace already being deleted is
+/// on its way out anyway: it is only waited for.
+fn not_the_demos(obj: &Value, demo_projects: &BTreeSet<String>) -> Option<String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let entries = obj["metadata"]["managedFields"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let managers: BTreeSet<&str> = entries.iter().filter_map(|m| m["manager"].as_str()).collect();
+    if kind == "Namespace" {
+        if !obj["metadata"]["deletionTimestamp"].is_null() {
+            return None;
+        }
+        if obj["metadata"]["labels"]["zenml.io/project"].as_str() != Some(name) || !demo_projects.contains(name) {
+            let former = match obj["metadata"]["annotations"]["zenml.io/former-project"].as_str() {
+                Some(p) => format!(", left by a deleted Retain project {p}"),
+                None => String::new(),
+            };
+            return Some(format!("namespace {name} is not the namespace of a Project make demo made{former}"));
+        }
+    } else if !managers.contains(DEMO_MANAGER) {
+        return Some(format!("{kind} {name} was not applied by make demo (field managers {managers:?})"));
+    }
+    let others: BTreeSet<&str> = entries
+        .iter()
+        .filter(|m| m["manager"] != DEMO_MANAGER && !the_operators(m))
+        .map(|m| m["manager"].as_str().unwrap_or("?"))
+        .collect();
+    (!others.is_empty()).then(|| format!("{kind} {name} was also written by {others:?}"))
+}
+
+/// What namespace `ns` holds that neither the operator made (its managed-by label) nor Kubernetes (the `default`
+/// ServiceAccount, the `kube-root-ca.crt` ConfigMap), as `kind/name`; Events aside.
+fn foreign_objects_in(ns: &str) -> Vec<String> {
+    let types: Vec<String> = run_ok(kubectl().args(["api-resources", "--namespaced", "--verbs=list", "-o", "name"]))
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && *t != "events" && *t != "events.events.k8s.io")
+        .map(str::to_owned)
+        .collect();
+    let list = kubectl_json(&["get", "-n", ns, &types.join(",")]);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["metadata"]["labels"][MANAGED_BY] != "zenml-operator")
+        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")))
+        .filter(|o| o != "ServiceAccount/default" && o != "ConfigMap/kube-root-ca.crt")
+        .collect()
+}
+
+/// `make demo` applies examples/, with the fixed names this test needs, as field manager [`DEMO_MANAGER`]. When the
+/// examples' objects here are all the demo's ([`not_the_demos`]), their namespaces hold nothing of anyone else's and
+/// no other Project or binding refers to them, they are deleted, with the projects' namespaces (until gone), and the
+/// test says so; `make demo` applies them again. Anything else fails the test and is left exactly as it is: objects
+/// applied by hand or by another tool, edited since, or with someone's workloads in their namespaces.
+/// `objects` are the examples' objects and their projects' namespaces, as `type/name`; `projects` the Projects'
+/// names. Needs a running operator: the Projects' finalizers are its.
+async fn remove_the_demos_examples(objects: &[String], projects: &BTreeSet<String>) {
+    let out =
+        run_ok(kubectl().args(["get", "--ignore-not-found", "--show-managed-fields", "-o", "json"]).args(objects));
+    let present: Vec<Value> = if out.trim().is_empty() {
+        Vec::new()
+    } else {
+        let list: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl get printed no JSON ({e}): {out}"));
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    if present.is_empty() {
+        return;
+    }
+    let name = |o: &Value| o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let is_ns = |o: &Value| o["kind"] == "Namespace";
+    let demo_projects: BTreeSet<String> = present
+        .iter()
+        .filter(|o| o["kind"] == "Project" && not_the_demos(o, &BTreeSet::new()).is_none())
+        .map(name)
+        .collect();
+    let mut refused: Vec<String> = present.iter().filter_map(|o| not_the_demos(o, &demo_projects)).collect();
+    for ns in present.iter().filter(|o| is_ns(o) && o["metadata"]["deletionTimestamp"].is_null()) {
+        let foreign = foreign_objects_in(&name(ns));
+        if !foreign.is_empty() {
+            refused.push(format!(
+                "namespace {} holds what neither make demo nor the operator made: {foreign:?}",
+                name(ns)
+            ));
+        }
+    }
+    // Someone's own Projects in the examples' workspace, or bindings to their projects, would lose what they refer to.
+    let examples: BTreeSet<String> =
+        objects.iter().map(|o| o.rsplit('/').next().unwrap_or_default().to_owned()).collect();
+    let workspaces: BTreeSet<String> = present.iter().filter(|o| o["kind"] == "Workspace").map(name).collect();
+    for p in kubectl_json(&["get", "projects"])["items"].as_array().into_iter().flatten() {
+        let ws = p["spec"]["workspace"].as_str().unwrap_or_default();
+        if workspaces.contains(ws) && !examples.contains(&name(p)) {
+            refused.push(format!("Project {} is in the examples' workspace {ws} but not of examples/", name(p)));
+        }
+    }
+    for b in kubectl_json(&["get", "projectrolebindings"])["items"].as_array().into_iter().flatten() {
+        let project = b["spec"]["project"].as_str().unwrap_or_default();
+        if projects.contains(project) && !examples.contains(&name(b)) {
+            refused.push(format!(
+                "ProjectRoleBinding {} binds in the example project {project} but is not of examples/",
+                name(b)
+            ));
+        }
+    }
+    let listed: Vec<String> =
+        present.iter().map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), name(o))).collect();
+    assert!(
+        refused.is_empty(),
+        "objects of examples/ are already on this cluster, made by something else than this test or `make demo` \
+         (only those this test removes itself), so it leaves them alone and cannot run:\n  {}\n\
+         present: {listed:?}\nremove them yourself to run it: kubectl delete -k examples/, then the namespaces \
+         {projects:?} if still there (a Retain project leaves its namespace and everything in it)",
+        refused.join("\n  ")
+    );
+
+    eprintln!(
+        "kpt test: removing make demo's examples ({}): only make demo and the operator wrote to them; make demo \
+         applies them again",
+        listed.join(", ")
+    );
+    let rest: Vec<String> = objects.iter().filter(|o| !o.starts_with("namespace/")).cloned().collect();
+    run_ok(kubectl().args(["delete", "--ignore-not-found", "--wait=false"]).args(&rest));
+    all_gone(&rest, "make demo's examples to be deleted (the operator finishes a Project's deletion)").await;
+    // A Retain project's namespace outlives it, released; a Delete project's is gone with it.
+    let namespaces: Vec<String> =
+        present.iter().filter(|o| is_ns(o)).map(|o| format!("namespace/{}", name(o))).collect();
+    if !namespaces.is_empty() {
+        run_ok(kubectl().args(["delete", "--ignore-not-found", "--wait=false"]).args(&namespaces));
+        all_gone(&namespaces, "the namespaces of make demo's examples to be deleted").await;
+    }
+}
+
+/// Only an object the demo applied and nobody but the operator touched since, or its project's namespace, is the
+/// demo's: anything a user applied or edited, or a namespace a deleted Retain project left, is not.
+#[test]
+fn only_what_make_demo_alone_made_is_the_demos() {
+    let obj = |kind: &str, name: &str, managers: &[&str], meta: Value| {
+        let mut o = json!({"kind": kind, "metadata": {"name": name}});
+        o["metadata"]["managedFields"] = managers.iter().map(|m| json!({"manager": m})).collect();
+        for (k, v) in meta.as_object().into_iter().flatten() {
+            o["metadata"][k] = v.clone();
+        }
+        o
+    };
+    let demo = BTreeSet::from(["fraud-detection".to_owned()]);
+    let label = json!({"labels": {"zenml.io/project": "fraud-detection"}});
+    let mut ours = obj("Project", "fraud-detection", &["zenml-demo", "zenml-operator"], json!({}));
+    let finalizer = json!({"f:metadata": {"f:finalizers": {".": {}, r#"v:"zenml.io/finalizer""#: {}}}});
+    let finalizer_patch = json!({"manager": "unknown", "operation": "Update", "fieldsV1": finalizer});
+    ours["metadata"]["managedFields"].as_array_mut().expect("a list").push(finalizer_patch);
+    assert_eq!(not_the_demos(&ours, &demo), None);
+    let mut unknown = ours.clone();
+    unknown["metadata"]["managedFields"][2]["fieldsV1"]["f:spec"] = json!({"f:quota": {}});
+    assert!(not_the_demos(&unknown, &demo).is_some(), "a client without a name changed the spec: {unknown}");
+    let ns = obj("Namespace", "fraud-detection", &["zenml-operator"], label.clone());
+    assert_eq!(not_the_demos(&ns, &demo), None);
+    let going = obj("Namespace", "fraud-detection", &["kube-controller-manager"], json!({"deletionTimestamp": "x"}));
+    assert_eq!(not_the_demos(&going, &demo), None, "being deleted already: only waited for");
+
+    for (what, o) in [
+        (
+            "applied by hand",
+            obj("Project", "fraud-detection", &["kubectl-client-side-apply", "zenml-operator"], json!({})),
+        ),
+        ("applied by kpt", obj("Workspace", "ml-platform", &["kpt", "zenml-operator"], json!({}))),
+        ("edited after the demo", obj("Project", "fraud-detection", &["zenml-demo", "kubectl-edit"], json!({}))),
+        ("labelled by hand", obj("Namespace", "fraud-detection", &["zenml-operator", "kubectl-label"], label.clone())),
+        (
+            "namespace of a project not the demo's",
+            obj(
+                "Namespace",
+                "recommender",
+                &["zenml-operator"],
+                json!({"labels": {"zenml.io/project": "recommender"}}),
+            ),
+        ),
+        (
+            "released by a Retain project",
+            obj(
+                "Namespace",
+                "fraud-detection",
+                &["zenml-operator"],
+                json!({"annotations": {"zenml.io/former-project": "fraud-detection"}}),
+            ),
+        ),
+    ] {
+        assert!(not_the_demos(&o, &demo).is_some(), "{what}: {o}");
+    }
+}
+
+/// Waits until none of `objects` (`type/name`) exists.
+async fn all_gone(objects: &[String], what: &str) {
+    eventually(DELETE_TIMEOUT, what, || async {
+        let out = run(kubectl().args(["get", "--ignore-not-found", "-o", "name"]).args(objects));
+        if out.success() && out.stdout.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still there: {}{}", out.stdout, out.stderr))
+        }
+    })
+    .await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -1508,9 +1765,11 @@ fn copy_dir(from: &Path, to: &Path) {
 #[tokio::test]
 async fn kpt_applies_and_destroys_the_examples() {
     let mut t = Test::new().await;
+    eprintln!("kpt: {}", kpt_binary().display());
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     // The only test with fixed names, the examples' own: nothing of them may be on the cluster already (the
-    // namespaces included: a namespace left by a Retain project would be a NamespaceConflict).
+    // namespaces included: a namespace left by a Retain project would be a NamespaceConflict), but what `make demo`
+    // alone made, which goes first.
     let (ws, fd, rec) = ("ml-platform".to_owned(), "fraud-detection".to_owned(), "recommender".to_owned());
     let mut objects: Vec<String> =
         run_ok(kubectl().args(["apply", "--dry-run=client", "-o", "name", "-k"]).arg(&examples))
@@ -1518,13 +1777,11 @@ async fn kpt_applies_and_destroys_the_examples() {
             .map(|l| l.trim().to_owned())
             .filter(|l| !l.is_empty())
             .collect();
-    objects.extend([format!("namespace/{fd}"), format!("namespace/{rec}")]);
-    let present = run_ok(kubectl().args(["get", "--ignore-not-found", "-o", "name"]).args(&objects));
-    assert!(
-        present.trim().is_empty(),
-        "objects of examples/ are already on this cluster, made by something else than this test:\n{present}\
-         remove them (kubectl delete -k examples/, and the namespaces) to run it"
-    );
+    let projects: BTreeSet<String> =
+        objects.iter().filter_map(|o| o.strip_prefix("project.zenml.io/")).map(str::to_owned).collect();
+    assert_eq!(projects, BTreeSet::from([fd.clone(), rec.clone()]), "the examples' Projects changed: {objects:?}");
+    objects.extend(projects.iter().map(|p| format!("namespace/{p}")));
+    remove_the_demos_examples(&objects, &projects).await;
 
     let dir: PathBuf = std::env::temp_dir().join(unique("e2e-kpt"));
     copy_dir(&examples, &dir);
