@@ -23,11 +23,14 @@ unit:
 ## and left running, so the next run starts instantly; `make cluster-down` stops it).
 ## Every operator runs as the Helm chart's ServiceAccount (impersonated), so a permission the chart
 ## lacks fails a test; ZENML_E2E_IMPERSONATE=0 runs them as cluster-admin instead.
+## On the local cluster, `make demo`'s operator is stopped first (and says so): the tests' own operator,
+## of this build, must lead. The kpt test removes the demo's examples if only the demo made them.
 ZENML_E2E_IMPERSONATE ?= 1
 e2e:
 	$(CARGO) build -p zenml-operator -p kubectl-zenml
 	export HELM="$${HELM:-$$($(CLUSTER) helm)}"; \
 	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
+	e2e/demo stop; \
 	ZENML_E2E_IMPERSONATE=$(ZENML_E2E_IMPERSONATE) $(CARGO) test -p e2e -- --test-threads=4
 
 cluster-up:
@@ -36,7 +39,8 @@ cluster-up:
 cluster-down:
 	$(CLUSTER) down
 
-## demo: local cluster, CRDs, operator in the background, examples applied, result shown
+## demo: local cluster, CRDs, operator in the background (as the chart's ServiceAccount), examples applied, result
+## shown. `make test` after it works as well as before it: see e2e/demo.
 demo:
 	e2e/demo
 
