@@ -34,6 +34,13 @@ const WORKSPACES: &str = "workspaces.zenml.io";
 const BINDINGS: &str = "projectrolebindings.zenml.io";
 const BINDING_POLICY: &str = "zenml-binding-delegation";
 const PROJECT_POLICY: &str = "zenml-project-delegation";
+// The tenant policies (issue 17), as `charts/zenml-operator/files/` names them.
+const IMPERSONATION_POLICY: &str = "zenml-service-account-impersonation";
+const RUNNER_POLICY: &str = "zenml-runner-identity";
+const ONE_DOOR_POLICY: &str = "zenml-one-door-for-access";
+const PROTECTED_POLICY: &str = "zenml-protected-namespaces";
+const WALLS_POLICY: &str = "zenml-network-walls";
+const MANAGED_POLICY: &str = "zenml-managed-objects";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Harness
@@ -331,6 +338,13 @@ fn assert_forbidden(out: &Output, what: &str, policy: Option<&str>) {
     }
 }
 
+/// The call was refused by the admission policy `policy`, with a message that names its rule (`rule`).
+#[track_caller]
+fn assert_refused(out: &Output, what: &str, policy: &str, rule: &str) {
+    assert_forbidden(out, what, Some(policy));
+    assert!(out.stderr.contains(rule), "{what}: the refusal should name the rule ({rule:?}), got: {}", out.stderr);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Project roles
 // ---------------------------------------------------------------------------------------------------------------
@@ -437,19 +451,19 @@ async fn project_roles_grant_what_they_say_in_their_project_only() {
     assert_forbidden(&viewer.run(&["delete", "configmap", "dev-cm", "-n", &a]), "viewer deletes a ConfigMap", None);
     assert_forbidden(&viewer.run(&["get", "configmaps", "-n", &b]), "viewer lists ConfigMaps of another project", None);
 
-    // admin (through its Group): grants `view` with a RoleBinding of its own
+    // admin (through its Group): RBAC lets it manage RoleBindings in the namespace, but access to a project is
+    // granted through ProjectRoleBindings only (see `only_the_operator_grants_access_in_a_project`).
     admin.wait_can(&["create", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
     let guest = User::new("guest", &[]);
     assert!(!guest.can(&["list", "configmaps", "-n", &a]));
     let user_flag = format!("--user={}", guest.name);
-    assert_ok(
+    assert_forbidden(
         &admin.run(&["create", "rolebinding", "guest-view", "--clusterrole=view", &user_flag, "-n", &a]),
         "admin creates a RoleBinding to view",
+        Some(ONE_DOOR_POLICY),
     );
-    guest.wait_can(&["list", "configmaps", "-n", &a], true, RBAC_TIMEOUT).await;
-    assert_ok(&admin.run(&["get", "rolebinding", "guest-view", "-n", &a]), "admin reads its RoleBinding");
-    assert_ok(&admin.run(&["delete", "rolebinding", "guest-view", "-n", &a]), "admin deletes its RoleBinding");
-    guest.wait_can(&["list", "configmaps", "-n", &a], false, RBAC_TIMEOUT).await;
+    assert_ok(&admin.run(&["get", "rolebindings", "-n", &a]), "admin reads the RoleBindings");
+    assert!(!guest.can(&["list", "configmaps", "-n", &a]));
     assert_forbidden(
         &admin.run(&["create", "rolebinding", "guest-view", "--clusterrole=view", &user_flag, "-n", &b]),
         "admin creates a RoleBinding in another project",
@@ -886,4 +900,447 @@ async fn a_binding_waits_for_its_project() {
     t.wait_bound(&early, "edit").await;
     dev.wait_can(&["create", "configmaps", "-n", &p], true, RBAC_TIMEOUT).await;
     assert_ok(&dev.create(&config_map("early", &p, "1")), "developer creates a ConfigMap");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 7. No escalation from inside a project (issue 17): the tenant admission policies
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The kinds that run pods, with the API group kubectl names them by.
+const POD_RUNNERS: &[&str] =
+    &["Pod", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "ReplicationController", "Job", "CronJob"];
+
+/// A Pod, or a workload whose pod template runs as `service_account` (`None`: the field is left out, so `default`).
+/// Workloads start no pod: no replicas, suspended jobs (and this cluster has no node for a DaemonSet's).
+fn workload(kind: &str, name: &str, ns: &str, service_account: Option<&str>) -> Value {
+    let mut pod = json!({"containers": [{"name": "main", "image": "busybox"}]});
+    if let Some(sa) = service_account {
+        pod["serviceAccountName"] = json!(sa);
+    }
+    let labels = json!({"app": name});
+    let template = json!({"metadata": {"labels": labels}, "spec": pod});
+    let mut job_pod = pod.clone();
+    job_pod["restartPolicy"] = json!("Never");
+    let job = json!({"suspend": true, "template": {"spec": job_pod}});
+    let (api_version, spec) = match kind {
+        "Pod" => ("v1", pod),
+        "ReplicationController" => ("v1", json!({"replicas": 0, "selector": labels, "template": template})),
+        "Deployment" | "ReplicaSet" => {
+            ("apps/v1", json!({"replicas": 0, "selector": {"matchLabels": labels}, "template": template}))
+        }
+        "StatefulSet" => (
+            "apps/v1",
+            json!({"replicas": 0, "serviceName": name, "selector": {"matchLabels": labels}, "template": template}),
+        ),
+        "DaemonSet" => ("apps/v1", json!({"selector": {"matchLabels": labels}, "template": template})),
+        "Job" => ("batch/v1", job),
+        "CronJob" => ("batch/v1", json!({"schedule": "0 0 1 1 *", "suspend": true, "jobTemplate": {"spec": job}})),
+        other => panic!("not a pod runner: {other}"),
+    };
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A long-lived token Secret for the ServiceAccount `service_account`.
+fn token_secret(name: &str, ns: &str, service_account: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": name, "namespace": ns,
+                     "annotations": {"kubernetes.io/service-account.name": service_account}},
+    })
+}
+
+fn network_policy(name: &str, ns: &str, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// Running a pod as a ServiceAccount, or minting a token for one, needs `impersonate` on it: a contributor runs
+/// plain pods (as `default`) but never as the runner, through no kind of workload; a developer does.
+#[tokio::test]
+async fn a_contributor_never_runs_as_or_mints_tokens_for_the_runner() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    let contributors = unique("e2e-acc-contributors");
+    let contrib = User::new("contrib", &[&contributors]);
+    let dev = User::new("dev", &[]);
+    let (contrib_binding, dev_binding) = (unique("e2e-acc-contrib"), unique("e2e-acc-dev"));
+    t.binding(&contrib_binding, &a, "contributor", json!([{"kind": "Group", "name": contributors}]));
+    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&contrib_binding, "zenml-project-contributor").await;
+    t.wait_bound(&dev_binding, "edit").await;
+    contrib.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    dev.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    const RULE: &str = "rule: running a pod as a ServiceAccount, or minting a token for one, needs impersonate on it";
+
+    // The contributor role may impersonate `default` only; the developer's `edit` every ServiceAccount.
+    assert!(contrib.can(&["impersonate", "serviceaccount/default", "-n", &a]));
+    assert!(!contrib.can(&["impersonate", "serviceaccount/zenml-runner", "-n", &a]));
+    assert!(dev.can(&["impersonate", "serviceaccount/zenml-runner", "-n", &a]));
+
+    // As the runner: refused for the contributor, whatever runs the pod (a ReplicationController it may not create
+    // at all), and allowed for the developer.
+    for kind in POD_RUNNERS {
+        let name = unique(&format!("as-runner-{kind}"));
+        let obj = workload(kind, &name, &a, Some("zenml-runner"));
+        if *kind == "ReplicationController" {
+            assert_forbidden(&contrib.create(&obj), "contributor creates a ReplicationController", None);
+        } else {
+            assert_refused(
+                &contrib.create(&obj),
+                &format!("contributor runs a {kind} as the runner"),
+                IMPERSONATION_POLICY,
+                RULE,
+            );
+        }
+        assert_ok(&dev.create(&obj), &format!("developer runs a {kind} as the runner"));
+    }
+    // As `default`, named or implied: allowed for the contributor.
+    for (kind, sa) in [("Pod", None), ("Pod", Some("default")), ("Deployment", None), ("Job", Some("default"))] {
+        let obj = workload(kind, &unique(&format!("as-default-{kind}")), &a, sa);
+        assert_ok(&contrib.create(&obj), &format!("contributor runs a {kind} as {sa:?}"));
+    }
+
+    // A token Secret for the runner: refused (by this rule, and by the one-door rule for every long-lived token).
+    let out = contrib.create(&token_secret(&unique("runner-token"), &a, "zenml-runner"));
+    assert_forbidden(&out, "contributor creates a token Secret for the runner", None);
+    assert!(
+        out.stderr.contains(IMPERSONATION_POLICY) || out.stderr.contains(ONE_DOOR_POLICY),
+        "a token Secret should be refused by a tenant policy: {}",
+        out.stderr
+    );
+    assert_forbidden(
+        &contrib.run(&["create", "token", "zenml-runner", "-n", &a]),
+        "contributor requests a token",
+        None,
+    );
+
+    // Someone allowed to request tokens and create ReplicationControllers, but not to impersonate: the policy alone
+    // refuses them (a custom role, granted by a cluster admin).
+    let minter = User::new("minter", &[]);
+    let role = unique("e2e-acc-minter");
+    let rules = json!([
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["replicationcontrollers"], "verbs": ["create"]},
+    ]);
+    let grant = json!([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": role, "namespace": a}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": role, "namespace": a},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": minter.name}]},
+    ]);
+    for obj in grant.as_array().unwrap() {
+        server_side_apply(obj);
+    }
+    minter.wait_can(&["create", "serviceaccounts", "--subresource=token", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert_refused(
+        &minter.run(&["create", "token", "zenml-runner", "-n", &a]),
+        "a token request without impersonate",
+        IMPERSONATION_POLICY,
+        RULE,
+    );
+    let rc = workload("ReplicationController", &unique("rc"), &a, Some("zenml-runner"));
+    assert_refused(&minter.create(&rc), "a ReplicationController as the runner", IMPERSONATION_POLICY, RULE);
+    assert_ok(&dev.run(&["create", "token", "zenml-runner", "-n", &a]), "developer requests a short-lived token");
+
+    // The runner is never `default`, which every contributor runs as.
+    let mut p = project(&unique("e2e-acc-default-runner"), &ws);
+    p["spec"]["runner"] = json!({"serviceAccountName": "default"});
+    let p = t.tracked(p);
+    let out = run_stdin(kubectl().args(["create", "-f", "-"]), &p.to_string());
+    assert!(!out.success(), "a Project whose runner is default was admitted");
+    assert!(
+        out.stderr.contains(&format!("ValidatingAdmissionPolicy '{RUNNER_POLICY}'"))
+            && out.stderr.contains("spec.runner.serviceAccountName may not be default"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Access to a project goes through ProjectRoleBindings only, so revoking one sticks: a project admin can create
+/// neither a RoleBinding of its own (to `admin`, or to the delegation Role) nor a long-lived token; the operator still
+/// makes its RoleBindings, and cluster admins still may.
+#[tokio::test]
+async fn only_the_operator_grants_access_in_a_project() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    let project_admin = User::new("padmin", &[]);
+    let dev = User::new("dev", &[]);
+    let (admin_binding, dev_binding) = (unique("e2e-acc-admin"), unique("e2e-acc-dev"));
+    t.binding(&admin_binding, &a, "admin", json!([project_admin.subject()]));
+    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&admin_binding, "admin").await;
+    t.wait_bound(&dev_binding, "edit").await;
+    project_admin.wait_can(&["create", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
+    dev.wait_can(&["create", "secrets", "-n", &a], true, RBAC_TIMEOUT).await;
+    const RULE: &str = "rule: in project namespaces access is granted through ProjectRoleBindings only";
+
+    let accomplice = User::new("accomplice", &[]);
+    let user_flag = format!("--user={}", accomplice.name);
+    let self_flag = format!("--user={}", project_admin.name);
+    assert_refused(
+        &project_admin.run(&["create", "rolebinding", "side-admin", "--clusterrole=admin", &user_flag, "-n", &a]),
+        "project admin binds admin for someone else",
+        ONE_DOOR_POLICY,
+        RULE,
+    );
+    assert_refused(
+        &project_admin.run(&[
+            "create",
+            "rolebinding",
+            "keep-manage",
+            "--role=zenml-project-admin",
+            &self_flag,
+            "-n",
+            &a,
+        ]),
+        "project admin binds the delegation Role to itself",
+        ONE_DOOR_POLICY,
+        RULE,
+    );
+    assert!(t.role_binding(&a, "side-admin").await.is_none() && t.role_binding(&a, "keep-manage").await.is_none());
+    assert!(!accomplice.can(&["get", "pods", "-n", &a]));
+
+    // Long-lived tokens: refused even for a developer, who may impersonate every ServiceAccount; short-lived ones
+    // (TokenRequest) remain.
+    assert_refused(
+        &dev.create(&token_secret(&unique("forever"), &a, "default")),
+        "developer creates a long-lived token Secret",
+        ONE_DOOR_POLICY,
+        "rule: ServiceAccount tokens that never expire outlive every revocation",
+    );
+    assert_ok(&dev.create(&config_map("plain", &a, "1")), "developer creates a ConfigMap");
+    let opaque = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "opaque", "namespace": a},
+                        "stringData": {"password": "x"}});
+    assert_ok(&dev.create(&opaque), "developer creates an Opaque Secret");
+
+    // The operator still makes the RoleBindings of new ProjectRoleBindings...
+    let viewer = User::new("viewer", &[]);
+    let view_binding = unique("e2e-acc-view");
+    t.binding(&view_binding, &a, "viewer", json!([viewer.subject()]));
+    t.wait_bound(&view_binding, "view").await;
+    viewer.wait_can(&["list", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    // ... and cluster admins (system:masters) may still bind by hand.
+    let by_admin = unique("by-cluster-admin");
+    assert_ok(
+        &run(kubectl().args(["create", "rolebinding", &by_admin, "--clusterrole=view", &user_flag, "-n", &a])),
+        "a cluster admin creates a RoleBinding",
+    );
+    assert_ok(&run(kubectl().args(["delete", "rolebinding", &by_admin, "-n", &a])), "a cluster admin deletes it");
+}
+
+/// System and platform namespaces can never be Projects, not even for the admin of a workspace; the refusal says
+/// how a cluster admin changes the list.
+#[tokio::test]
+async fn protected_namespaces_can_never_be_projects() {
+    let mut t = Test::new().await;
+    let base = t.self_service();
+    let ws = unique("e2e-acc-ws");
+    let ws_admins = unique("e2e-acc-ws-admins");
+    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": ws_admins}]}]}));
+    let ws_admin = User::new("wsadmin", &[&base, &ws_admins]);
+    // It creates projects in its workspace...
+    let allowed = t.tracked(project(&unique("e2e-acc-p"), &ws));
+    ws_admin.wait_create(&allowed).await;
+    // ... but not under a protected name, nor a name under a protected prefix.
+    for name in ["argocd", "monitoring", "zenml-system"] {
+        let obj = t.tracked(project(name, &ws));
+        let out = ws_admin.create(&obj);
+        assert_refused(
+            &out,
+            &format!("workspace admin creates Project {name}"),
+            PROTECTED_POLICY,
+            "rule: system and platform namespaces can never be Projects",
+        );
+        assert!(out.stderr.contains("admissionPolicies.protectedNamespaces"), "names the chart value: {}", out.stderr);
+    }
+    // `default` and `kube-*` are refused by the schema already, for everyone.
+    let obj = t.tracked(project("kube-e2e-squat", &ws));
+    let out = ws_admin.create(&obj);
+    assert!(!out.success() && out.stderr.contains("protected namespaces"), "kube-e2e-squat: {}", out.stderr);
+}
+
+/// Members cannot open the network wall from inside: an ingress rule admits only this namespace's pods or (unless
+/// the namespace is isolated per project) the namespaces of its workspace; narrowing policies pass.
+#[tokio::test]
+async fn members_cannot_open_the_network_wall_from_inside() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    let dev = User::new("dev", &[]);
+    let dev_binding = unique("e2e-acc-dev");
+    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&dev_binding, "edit").await;
+    dev.wait_can(&["create", "networkpolicies", "-n", &a], true, RBAC_TIMEOUT).await;
+    const RULE: &str = "rule: members cannot open the network wall from inside";
+
+    let all_pods = json!({});
+    let open = [
+        ("allow-all", json!({"podSelector": all_pods, "policyTypes": ["Ingress"], "ingress": [{}]})),
+        ("ports-only", json!({"podSelector": all_pods, "ingress": [{"ports": [{"port": 8080}]}]})),
+        ("empty-from", json!({"podSelector": all_pods, "ingress": [{"from": []}]})),
+        ("ip-block", json!({"podSelector": all_pods, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]})),
+        ("all-namespaces", json!({"podSelector": all_pods, "ingress": [{"from": [{"namespaceSelector": {}}]}]})),
+        (
+            "other-workspace",
+            json!({"podSelector": all_pods, "ingress": [{"from": [
+                {"podSelector": {}},
+                {"namespaceSelector": {"matchLabels": {"zenml.io/workspace": "someone-else"}}},
+            ]}]}),
+        ),
+        (
+            "expressions-only",
+            json!({"podSelector": all_pods, "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
+                {"key": "zenml.io/workspace", "operator": "Exists"}]}}]}]}),
+        ),
+    ];
+    for (name, spec) in &open {
+        assert_refused(
+            &dev.create(&network_policy(name, &a, spec.clone())),
+            &format!("developer creates NetworkPolicy {name}"),
+            WALLS_POLICY,
+            RULE,
+        );
+    }
+    let same_workspace = json!({"podSelector": {"matchLabels": {"app": "api"}}, "ingress": [{"from": [
+        {"namespaceSelector": {"matchLabels": {"zenml.io/workspace": ws}}, "podSelector": {"matchLabels": {"app": "ui"}}},
+    ]}]});
+    let narrowing = [
+        (
+            "same-namespace",
+            json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [
+            {"podSelector": {"matchLabels": {"app": "api"}}}]}]}),
+        ),
+        ("deny-all", json!({"podSelector": {}, "policyTypes": ["Ingress"]})),
+        (
+            "this-namespace-by-name",
+            json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}], "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": a}}}]}]}),
+        ),
+        ("same-workspace", same_workspace.clone()),
+        ("egress-only", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]})),
+    ];
+    for (name, spec) in &narrowing {
+        assert_ok(&dev.create(&network_policy(name, &a, spec.clone())), &format!("developer creates {name}"));
+    }
+    // Changing a narrowing policy into an open one is refused too.
+    let mut widened = network_policy("same-namespace", &a, json!({"podSelector": {}, "ingress": [{}]}));
+    let current = e2e::kubectl_json(&["get", "networkpolicy", "same-namespace", "-n", &a]);
+    widened["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    assert_refused(&dev.replace(&widened), "developer widens a NetworkPolicy", WALLS_POLICY, RULE);
+
+    // A namespace isolated per project (the label only the operator and cluster admins can set) admits no other
+    // namespace; one without isolation has no wall to hold.
+    let label = |value: &str| {
+        let out = run(kubectl().args([
+            "label",
+            "namespace",
+            &a,
+            &format!("zenml.io/network-isolation={value}"),
+            "--overwrite",
+        ]));
+        assert!(out.success(), "label namespace {a}: {}", out.stderr);
+    };
+    label("Project");
+    assert_refused(
+        &dev.create(&network_policy("workspace-wide", &a, same_workspace)),
+        "developer admits the workspace into a project-isolated namespace",
+        WALLS_POLICY,
+        RULE,
+    );
+    label("None");
+    assert_ok(
+        &dev.create(&network_policy("allow-all", &a, open[0].1.clone())),
+        "developer admits everyone where there is no wall",
+    );
+}
+
+/// What the operator made in a project namespace cannot be changed or deleted by a member, not even for the second
+/// it would take the operator to restore it; the operator itself, and the control plane deleting a Project, can.
+#[tokio::test]
+async fn tenants_cannot_change_or_delete_what_the_operator_made() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    t.project(&a, &ws);
+    let project_admin = User::new("padmin", &[]);
+    let dev = User::new("dev", &[]);
+    let (admin_binding, dev_binding) = (unique("e2e-acc-admin"), unique("e2e-acc-dev"));
+    t.binding(&admin_binding, &a, "admin", json!([project_admin.subject()]));
+    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&admin_binding, "admin").await;
+    t.wait_bound(&dev_binding, "edit").await;
+    project_admin.wait_can(&["delete", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
+    dev.wait_can(&["delete", "serviceaccounts", "-n", &a], true, RBAC_TIMEOUT).await;
+    const RULE: &str = "rule: objects labelled app.kubernetes.io/managed-by=zenml-operator belong to the operator";
+
+    let uid = |kind: &str, name: &str| {
+        e2e::kubectl_json(&["get", kind, name, "-n", &a])["metadata"]["uid"].as_str().unwrap_or_default().to_owned()
+    };
+    let dev_rb = format!("zenml-prb-{dev_binding}");
+    let managed = [
+        ("serviceaccount", "zenml-runner"),
+        ("networkpolicy", "zenml-project-isolation"),
+        ("rolebinding", "zenml-runner"),
+        ("rolebinding", dev_rb.as_str()),
+        ("role", "zenml-project-admin"),
+    ];
+    let before: Vec<String> = managed.iter().map(|(kind, name)| uid(kind, name)).collect();
+    for (kind, name) in &managed {
+        assert_refused(
+            &project_admin.run(&["delete", kind, name, "-n", &a, "--wait=false"]),
+            &format!("project admin deletes {kind} {name}"),
+            MANAGED_POLICY,
+            RULE,
+        );
+        assert_refused(
+            &project_admin.run(&["label", kind, name, "-n", &a, "mine=yes"]),
+            &format!("project admin labels {kind} {name}"),
+            MANAGED_POLICY,
+            RULE,
+        );
+    }
+    for (kind, name) in [("serviceaccount", "zenml-runner"), ("networkpolicy", "zenml-project-isolation")] {
+        assert_refused(
+            &dev.run(&["delete", kind, name, "-n", &a, "--wait=false"]),
+            &format!("developer deletes {kind} {name}"),
+            MANAGED_POLICY,
+            RULE,
+        );
+    }
+    let out = dev.run(&["delete", "serviceaccount", "zenml-runner", "-n", &a]);
+    assert!(out.stderr.contains(&format!("change the spec of Project {a}")), "says what to do instead: {}", out.stderr);
+    // Nobody else makes objects that look like the operator's.
+    let fake = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "fake", "namespace": a,
+                      "labels": {"app.kubernetes.io/managed-by": "zenml-operator"}}});
+    assert_refused(&dev.create(&fake), "developer creates an object labelled as the operator's", MANAGED_POLICY, RULE);
+    let after: Vec<String> = managed.iter().map(|(kind, name)| uid(kind, name)).collect();
+    assert_eq!(before, after, "the operator's objects were never deleted (and restored)");
+
+    // The operator still changes them when the spec changes...
+    let patch = json!({"spec": {"runner": {"annotations": {"example.com/role": "reader"}}}});
+    assert_ok(&run(kubectl().args(["patch", PROJECTS, &a, "--type=merge", "-p", &patch.to_string()])), "patch");
+    eventually(TIMEOUT, "the runner annotated by the operator", || async {
+        let sa = e2e::kubectl_json(&["get", "serviceaccount", "zenml-runner", "-n", &a]);
+        (sa["metadata"]["annotations"]["example.com/role"] == "reader").then_some(())
+    })
+    .await;
+    // ... and a deleted Project (deletionPolicy Delete) takes them with its namespace.
+    assert_ok(&run(kubectl().args(["delete", PROJECTS, &a, "--wait=false"])), "delete the project");
+    wait_gone(PROJECTS, std::slice::from_ref(&a), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    wait_gone("namespace", std::slice::from_ref(&a), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 }
