@@ -30,6 +30,8 @@ pub struct Child<K> {
     controller: Option<String>,
     /// Our project label.
     pub project: Option<String>,
+    /// Our workspace label: a released namespace's quota keeps it, so the workspace's budget still counts it.
+    pub workspace: Option<String>,
     /// Our annotation naming the ProjectRoleBinding a RoleBinding grants.
     pub binding: Option<String>,
     /// The whole object as the API server returned it (without managedFields), serialized.
@@ -53,6 +55,7 @@ impl<K: Resource + Serialize> Child<K> {
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
             project: meta.labels.as_ref().and_then(|l| l.get(labels::PROJECT)).cloned(),
+            workspace: meta.labels.as_ref().and_then(|l| l.get(labels::WORKSPACE)).cloned(),
             binding: meta.annotations.as_ref().and_then(|a| a.get(labels::BINDING)).cloned(),
             json,
             kind: PhantomData,
@@ -64,6 +67,11 @@ impl<K> Child<K> {
     /// Whether `uid` (of a Project or ProjectRoleBinding) is its controller. An object without a uid controls nothing.
     pub fn controlled_by(&self, uid: Option<&str>) -> bool {
         uid.is_some() && self.controller.as_deref() == uid
+    }
+
+    /// The uid of its controlling owner, if it has one.
+    pub fn controller(&self) -> Option<&str> {
+        self.controller.as_deref()
     }
 }
 
@@ -116,6 +124,12 @@ impl<K> ChildStore<K> {
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Child<K>>> {
         let objects = self.shared.objects.read().expect("not poisoned");
         objects.get(namespace).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every cached object that `keep` selects, in any namespace (a scan: for the rare question across namespaces).
+    pub fn select(&self, keep: impl Fn(&Child<K>) -> bool) -> Vec<Arc<Child<K>>> {
+        let objects = self.shared.objects.read().expect("not poisoned");
+        objects.values().flat_map(|m| m.values()).filter(|c| keep(c)).cloned().collect()
     }
 
     /// Whether exactly this write to `namespace/name` was made and the watch has not delivered its object since.

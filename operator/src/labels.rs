@@ -23,6 +23,8 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator"
 pub const ADOPT: &str = "zenml.io/adopt";
 /// Left on a namespace the operator released (Retain, or an adopted namespace), naming the former project.
 pub const FORMER_PROJECT: &str = "zenml.io/former-project";
+/// Left on a namespace the operator released, naming the former project's workspace.
+pub const FORMER_WORKSPACE: &str = "zenml.io/former-workspace";
 /// Fingerprint of what the operator last applied to an object: a changed spec changes it, so fields the operator
 /// stopped setting are removed even though everything it still sets is in place.
 pub const APPLIED_HASH: &str = "zenml.io/applied-hash";

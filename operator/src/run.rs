@@ -95,6 +95,16 @@ fn project_of<K: Resource>(child: &K) -> Option<ObjectRef<Project>> {
     child.labels().get(crate::labels::PROJECT).map(|p| ObjectRef::new(p))
 }
 
+/// `own` (the project a quota or namespace belongs to), and the projects of its workspace that wait for budget or a
+/// place under `maxProjects`: a quota lowered or gone, or a namespace gone, may free what they wait for.
+fn and_waiting<K: Resource>(ctx: &Context, own: Option<ObjectRef<Project>>, obj: &K) -> Vec<ObjectRef<Project>> {
+    let mut refs: Vec<ObjectRef<Project>> = own.into_iter().collect();
+    if let Some(workspace) = obj.labels().get(crate::labels::WORKSPACE) {
+        refs.extend(project::waiting_in(ctx, workspace));
+    }
+    refs
+}
+
 /// Fails fast, with the fix in the message, when the CRDs are not installed.
 async fn check_crds(client: &Client) -> Result<()> {
     async fn probe<K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug>(
@@ -287,20 +297,29 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         wake_project: wake_tx,
         failures: Mutex::new(HashMap::new()),
         status_in_flight: Default::default(),
+        grants: Default::default(),
         usage_writes: Default::default(),
         event_slots: Arc::new(tokio::sync::Semaphore::new(crate::controllers::context::EVENT_SLOTS)),
     });
 
     let controller_config = kube::runtime::controller::Config::default().concurrency(cfg.concurrency);
     let projects_of_workspace = projects.clone();
+    let (quota_ctx, ns_ctx) = (ctx.clone(), ctx.clone());
     let project_controller = Controller::for_shared_stream(projects_for_projects, projects.clone())
-        .watches_stream(quota_stream, |c| project_of(&c))
+        .watches_stream(quota_stream, move |c| and_waiting(&quota_ctx, project_of(&c), &c))
         .watches_stream(lr_stream, |c| project_of(&c))
         .watches_stream(np_stream, |c| project_of(&c))
         .watches_stream(sa_stream, |c| project_of(&c))
         .watches_stream(role_stream, |c| project_of(&c))
         .watches_shared_stream(rbs_for_projects, |rb| project_of(&*rb))
-        .watches_stream(ns_stream, |ns| Some(ObjectRef::new(&ns.name_any())))
+        .watches_stream(ns_stream, move |ns| {
+            let name = ns.name_any();
+            // The watch updated the store before handing the namespace on: not in it means deleted.
+            if ns_ctx.stores.namespaces.get(&ObjectRef::new(&name)).is_none_or(|c| c.meta().uid != ns.meta().uid) {
+                ns_ctx.grants.forget(&name);
+            }
+            and_waiting(&ns_ctx, Some(ObjectRef::new(&name)), &ns)
+        })
         .watches_shared_stream(spec_changes(workspaces_for_projects, workspaces.clone()), move |ws| {
             let name = ws.name_any();
             projects_of_workspace

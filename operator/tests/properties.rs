@@ -207,28 +207,36 @@ proptest! {
             .enumerate()
             .map(|(i, (requested, age, id))| Candidate {
                 name: format!("p{i}"),
+                uid: format!("u{i}"),
                 created: Some(Time(Timestamp::from_second(1_700_000_000 + age).unwrap())),
                 project_id: id,
                 requested,
-                granted: None,
+                ..Default::default()
             })
             .collect();
         let n = candidates.len();
-        let d = budget::decide(Some(&budget), max, candidates);
+        let d = budget::decide(Some(&budget), max, candidates, &[]);
         prop_assert_eq!(d.verdicts.len(), n);
-        let budget_m = quantity::to_milli(&budget);
+        // An unreadable budget refuses every project; a readable one is never exceeded.
+        let Ok(budget_m) = quantity::amounts(&budget) else {
+            let all_refused = d.verdicts.values().all(|v| matches!(v, Verdict::Refuse { .. }));
+            prop_assert!(all_refused);
+            return Ok(());
+        };
         let mut sum: BTreeMap<String, i128> = BTreeMap::new();
         for v in d.verdicts.values() {
             if let Verdict::Provision { quota, .. } = v {
                 for (k, q) in quota {
                     if budget_m.contains_key(k) {
-                        *sum.entry(k.clone()).or_default() += quantity::parse(&q.0).map_or(0, |m| m.0);
+                        let granted = quantity::parse(&q.0);
+                        prop_assert!(granted.is_ok(), "{}: granted {:?}, which does not parse", k, q.0);
+                        *sum.entry(k.clone()).or_default() += granted.unwrap().0;
                     }
                 }
             }
         }
         for (k, total) in sum {
-            prop_assert!(total <= budget_m[&k].0.max(0), "{}: granted {} of {}", k, total, budget_m[&k].0);
+            prop_assert!(total <= budget_m[&k].0, "{}: granted {} of {}", k, total, budget_m[&k].0);
         }
         if let Some(max) = max {
             let provisioned = d.verdicts.values().filter(|v| matches!(v, Verdict::Provision { .. })).count();

@@ -18,9 +18,10 @@ const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
 /// Keys whose prefix is, or ends in, one of the domains the operator and Kubernetes reserve for themselves.
 const RESERVED_KEY: &str = "^([^/]*\\\\.)?(zenml\\\\.io|kubernetes\\\\.io|k8s\\\\.io)/";
 
-/// A non-negative quantity as the API server parses it: `500m`, `2`, `1.5`, `4Gi`, `1e3`.
+/// A non-negative quantity as the API server parses it (`500m`, `2`, `1.5`, `4Gi`, `1e3`), with at most 19 digits on
+/// either side of the point and a two-digit exponent: parsing anything longer costs the API server seconds.
 const NON_NEGATIVE_QUANTITY: &str =
-    "^\\+?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?[0-9]+))?$";
+    "^\\+?(([0-9]{1,19}(\\.[0-9]{0,19})?)|(\\.[0-9]{1,19}))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?[0-9]{1,2}))?$";
 
 /// Most keys one map may hold; it bounds the CEL cost of checking every key.
 const MAX_KEYS: u32 = 64;
@@ -34,18 +35,38 @@ const QUOTA_NAMES: &str = "['pods', 'services', 'replicationcontrollers', 'resou
 /// Resource names a container LimitRange takes without a domain.
 const CONTAINER_NAMES: &str = "['cpu', 'memory', 'ephemeral-storage']";
 
+/// The largest quantity any of our fields takes (`resources::quantity::MAX`), as a plain integer for the integer form.
+const MAX_QUANTITY: i64 = 1_000_000_000_000_000_000;
+
 /// Quantities by resource name, with `key_rule` saying which names are valid.
+///
+/// Every quantity is bounded, so that whatever the API server admits the operator represents exactly (a budget must
+/// never treat an unreadable `1e40` as nothing) and no quota costs the API server seconds to canonicalise.
 fn quantity_map(key_rule: String, message: &str) -> Schema {
+    let max = crate::resources::quantity::MAX;
+    // Only a quantity of the bounded syntax is parsed: the pattern refuses the rest, and CEL rules run all the same.
+    let syntax = NON_NEGATIVE_QUANTITY.replace('\\', "\\\\");
+    let within =
+        format!("!string(self[k]).matches('{syntax}') || quantity(string(self[k])).compareTo(quantity('{max}')) <= 0");
     json_schema!({
         "type": "object",
         "maxProperties": MAX_KEYS,
-        // A pattern rather than a CEL rule: it costs nothing in the CEL budget, and the error names the exact key.
+        // A pattern rather than a CEL rule for the syntax: it costs nothing in the CEL budget, and the error names
+        // the exact key.
         "additionalProperties": {
             "x-kubernetes-int-or-string": true,
             "pattern": NON_NEGATIVE_QUANTITY,
+            "maxLength": 40,
             "minimum": 0,
+            "maximum": MAX_QUANTITY,
         },
         "x-kubernetes-validations": [
+            {
+                "rule": format!("self.all(k, {within})"),
+                // A static message: naming the key in a messageExpression costs far past the CRD's CEL budget.
+                "message": format!("every quantity must be at most {max} (10^18 of its resource's unit); lower the larger ones"),
+                "reason": "FieldValueInvalid",
+            },
             {
                 "rule": format!("self.all(k, size(k) <= 253 && k.matches('{RESOURCE_NAME}') && ({key_rule}))"),
                 "message": message,

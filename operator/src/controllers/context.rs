@@ -112,6 +112,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Status writes the caches have not caught up with yet (see `in_flight`).
     pub status_in_flight: super::in_flight::InFlight,
+    /// Budget grants sent and not yet seen in the quota cache (see `grants`).
+    pub grants: super::grants::Grants,
     /// When each project's status was last written, to space out usage-only writes (see `usage`).
     pub usage_writes: super::usage::UsageWrites,
     /// Events published at once (see `publish`).

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod conditions;
 pub mod context;
 pub mod finalizer;
+pub mod grants;
 pub mod in_flight;
 pub mod project;
 pub mod status;

@@ -1,6 +1,6 @@
 //! The Project reconciler: one namespace with its quota, limits, network walls, runner and member bindings.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,13 @@ use super::apply::{Change, delete, delete_child, ensure, ensure_child};
 use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
 use super::finalizer;
+use super::grants;
 use super::usage;
 use crate::api::{DeletionPolicy, Project, ProjectQuotaStatus, ProjectRoleBinding, ProjectStatus, Workspace};
 use crate::cache::{Child, ChildStore};
 use crate::labels::{self, FIELD_MANAGER};
 use crate::resources::budget::{self, Candidate, Verdict};
+use crate::resources::quantity::Amount;
 use crate::resources::{Children, desired, project as build, validate};
 use crate::{Error, Result};
 
@@ -44,71 +46,153 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     apply(&project, &api, &ctx).await
 }
 
-/// Decides for every project of `workspace` at once (see `budget::decide`).
+/// Decides for every project of `workspace` at once (see `budget::decide`): the workspace's view.
 pub fn decide(ctx: &Context, workspace: &Workspace) -> budget::Decisions {
-    decide_for(ctx, workspace, None)
+    let sent = ctx.grants.lock();
+    decide_for(ctx, workspace, None, &sent)
 }
 
-/// The verdict for one project of `workspace`. Siblings change it only through what older ones take first: a share
-/// of the budget, a place under `maxProjects`, a `projectId`. Without a budget no sibling's quota matters, so theirs
-/// are not built (at a thousand projects, building them in every project reconcile was most of the operator's CPU);
-/// without a budget or `maxProjects` only the siblings with the same `projectId` matter, so the others are not even
-/// sorted (at five thousand, sorting all of them in every project reconcile made provisioning quadratic).
-fn verdict(ctx: &Context, workspace: &Workspace, project: &str) -> Option<Verdict> {
-    decide_for(ctx, workspace, Some(project)).verdicts.remove(project)
+/// The verdict for one project of `workspace`. With a budget or `maxProjects`, the decision and the record of what
+/// it grants happen under one lock (see `grants`), so no sibling decides meanwhile from a view without it.
+fn verdict(ctx: &Context, workspace: &Workspace, project: &Project) -> Option<Verdict> {
+    let name = project.name_any();
+    let spec = &workspace.spec;
+    if spec.budget.is_none() && spec.max_projects.is_none() {
+        return decide_for(ctx, workspace, Some(&name), &HashMap::new()).verdicts.remove(&name);
+    }
+    let mut sent = ctx.grants.lock();
+    forget_seen(ctx, &mut sent);
+    let verdict = decide_for(ctx, workspace, Some(&name), &sent).verdicts.remove(&name)?;
+    if let Verdict::Provision { quota, .. } = &verdict {
+        let mut granted = budget::held(quota);
+        granted.retain(|k, _| spec.budget.as_ref().is_some_and(|b| b.hard.contains_key(k)));
+        grants::record(&mut sent, &name, &workspace.name_any(), &project.uid().unwrap_or_default(), granted);
+    }
+    Some(verdict)
+}
+
+/// Drops the grants in flight that the cache shows in place.
+fn forget_seen(ctx: &Context, sent: &mut HashMap<String, grants::Sent>) {
+    let quotas: HashMap<String, BTreeMap<String, Amount>> = sent
+        .keys()
+        .filter_map(|ns| {
+            let hard = ctx.stores.quotas.get(ns, build::QUOTA_NAME)?.decode()?.spec?.hard?;
+            Some((ns.clone(), budget::held(&hard)))
+        })
+        .collect();
+    grants::forget_seen(sent, |ns| quotas.get(ns));
+}
+
+/// The workspace's ResourceQuotas as the cache shows them: its projects', and those of namespaces it released.
+fn cached_quotas(ctx: &Context, workspace: &str) -> Vec<grants::CachedQuota> {
+    let quotas = ctx.stores.quotas.select(|q| q.name == build::QUOTA_NAME && q.workspace.as_deref() == Some(workspace));
+    quotas
+        .iter()
+        .filter_map(|q| {
+            Some(grants::CachedQuota {
+                namespace: q.namespace.clone(),
+                workspace: q.workspace.clone(),
+                controller: q.controller().map(str::to_owned),
+                hard: budget::held(&q.decode()?.spec?.hard?),
+            })
+        })
+        .collect()
+}
+
+/// The projects of a workspace that wait for budget or a place: what frees some (a quota or namespace going) may
+/// let them in, so those events wake them.
+pub fn waiting_in(ctx: &Context, workspace: &str) -> Vec<ObjectRef<Project>> {
+    let seen = ctx.verdicts_seen.lock().expect("not poisoned");
+    seen.iter()
+        .filter(|(_, v)| v.waits())
+        .filter(|(p, _)| ctx.stores.projects.get(&ObjectRef::new(p)).is_some_and(|p| p.spec.workspace == workspace))
+        .map(|(p, _)| ObjectRef::new(p))
+        .collect()
 }
 
 /// `only`: the project whose verdict is wanted; `None` for all (the workspace's view, with budget allocations).
-fn decide_for(ctx: &Context, workspace: &Workspace, only: Option<&str>) -> budget::Decisions {
+///
+/// Siblings change a verdict only through what they hold or older ones take first: budget, a place under
+/// `maxProjects`, a `projectId`. Without a budget no sibling's quota matters, so theirs are not built (at a thousand
+/// projects, building them in every project reconcile was most of the operator's CPU); without a budget or
+/// `maxProjects` only the siblings with the same `projectId` matter, so the others are not even sorted (at five
+/// thousand, sorting all of them in every project reconcile made provisioning quadratic).
+fn decide_for(
+    ctx: &Context,
+    workspace: &Workspace,
+    only: Option<&str>,
+    sent: &HashMap<String, grants::Sent>,
+) -> budget::Decisions {
     let name = workspace.name_any();
     let spec = &workspace.spec;
-    let projects = match only {
+    let s = &ctx.stores;
+    let mut projects = match only {
         Some(p) if spec.budget.is_none() && spec.max_projects.is_none() => {
-            let Some(me) = ctx.stores.projects.get(&ObjectRef::new(p)).filter(|me| me.spec.workspace == name) else {
+            let Some(me) = s.projects.get(&ObjectRef::new(p)).filter(|me| me.spec.workspace == name) else {
                 return budget::Decisions::default();
             };
             match &me.spec.project_id {
                 None => vec![me],
                 Some(id) => {
-                    let mut same_id = ctx.stores.projects_of(&name);
+                    let mut same_id = s.projects_of(&name);
                     same_id.retain(|s| s.spec.project_id.as_ref() == Some(id));
                     same_id
                 }
             }
         }
-        _ => ctx.stores.projects_of(&name),
+        _ => s.projects_of(&name),
     };
+    // A project being deleted is granted nothing more; what its namespace holds counts among the others below.
+    projects.retain(|p| p.meta().deletion_timestamp.is_none());
+    let quotas = spec.budget.is_some().then(|| cached_quotas(ctx, &name));
     // The quotas matter for everyone when a budget is shared; otherwise only for the project asked about.
     let quota_matters = |p: &str| spec.budget.is_some() || only.is_none_or(|o| o == p);
-    let candidates = projects
+    let candidates: Vec<Candidate> = projects
         .iter()
         .map(|p| {
             let pname = p.name_any();
-            let full = quota_matters(&pname);
+            let uid = p.uid().unwrap_or_default();
+            let in_flight = sent.get(&pname).filter(|e| e.project_uid == uid);
+            let held = match &quotas {
+                Some(quotas) => grants::held_by(&pname, &uid, quotas.iter().find(|q| q.namespace == pname), sent),
+                None => Default::default(),
+            };
+            let admitted = spec.max_projects.is_some()
+                && (in_flight.is_some()
+                    || s.namespaces.get(&ObjectRef::new(&pname)).is_some_and(|ns| namespace_is_ours(&ns, p)));
             Candidate {
-                requested: if full { build::requested_quota(p, workspace) } else { Default::default() },
-                // What it was granted matters only when a budget is short.
-                granted: if spec.budget.is_some() {
-                    ctx.stores
-                        .quotas
-                        .get(&pname, build::QUOTA_NAME)
-                        .filter(|q| q.project.as_ref() == Some(&pname))
-                        .and_then(|q| q.decode()?.spec?.hard)
+                requested: if quota_matters(&pname) {
+                    build::requested_quota(p, workspace)
                 } else {
-                    None
+                    Default::default()
                 },
+                held,
+                admitted,
+                uid,
                 name: pname,
                 created: p.meta().creation_timestamp.clone(),
                 project_id: p.spec.project_id.clone(),
             }
         })
         .collect();
-    budget::decide(spec.budget.as_ref().map(|b| &b.hard), spec.max_projects, candidates)
+    let others = match &quotas {
+        Some(quotas) => {
+            let live: Vec<(&str, &str)> = candidates.iter().map(|c| (c.name.as_str(), c.uid.as_str())).collect();
+            grants::others_holding(&name, &live, quotas, sent)
+        }
+        None => Vec::new(),
+    };
+    budget::decide(spec.budget.as_ref().map(|b| &b.hard), spec.max_projects, candidates, &others)
 }
 
 async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<Action> {
     let name = project.name_any();
     let Some(workspace) = ctx.stores.workspaces.get(&ObjectRef::new(&project.spec.workspace)) else {
+        // Applied together with its workspace (one `kubectl apply -k`, a GitOps sync), a project often comes first:
+        // a new one waits quietly for a moment instead of paging anyone; the workspace's creation wakes it.
+        if let Some(quiet) = waiting_for_workspace(project, Timestamp::now()) {
+            return Ok(Action::requeue(quiet));
+        }
         let msg = format!(
             "Workspace {:?} does not exist; create it, and this project becomes Ready by itself",
             project.spec.workspace
@@ -119,17 +203,6 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     if let Some(problem) = validate::project_name_problem(&name, &ctx.settings.protected_namespaces) {
         return refuse(project, api, ctx, "InvalidName", problem).await;
     }
-    let verdict = verdict(ctx, &workspace, &name).unwrap_or_else(|| Verdict::Refuse {
-        reason: "WorkspaceNotFound",
-        message: "the project is not yet in the workspace's cache".into(),
-    });
-    ctx.verdicts_seen.lock().expect("not poisoned").insert(name.clone(), verdict.clone());
-    let (quota, exceeded) = match verdict {
-        Verdict::Refuse { reason, message } => {
-            return refuse(project, api, ctx, reason, message).await;
-        }
-        Verdict::Provision { quota, exceeded } => (quota, exceeded),
-    };
 
     let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
     if let Some(ns) = &live_ns {
@@ -150,6 +223,18 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
     }
+    // Decided last, just before the writes: a grant is recorded as in flight from here on (see `grants`).
+    let verdict = verdict(ctx, &workspace, project).unwrap_or_else(|| Verdict::Refuse {
+        reason: "WorkspaceNotFound",
+        message: "the project is not yet in the workspace's cache".into(),
+    });
+    ctx.verdicts_seen.lock().expect("not poisoned").insert(name.clone(), verdict.clone());
+    let (quota, exceeded) = match verdict {
+        Verdict::Refuse { reason, message } => {
+            return refuse(project, api, ctx, reason, message).await;
+        }
+        Verdict::Provision { quota, exceeded } => (quota, exceeded),
+    };
     let lost = live_ns.is_none() && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
 
     let bindings = ctx.stores.bindings_of(&name);
@@ -346,13 +431,27 @@ pub fn provisioned_conditions(
     conds
 }
 
+/// How long a new project whose workspace does not exist waits before it says so (a typo should show soon).
+const WORKSPACE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a project that has never reported anything, and is younger than [`WORKSPACE_GRACE`], waits quietly for
+/// its workspace; `None` to report now. A negative age (our clock behind the API server's) is not trusted as new.
+fn waiting_for_workspace(project: &Project, now: Timestamp) -> Option<Duration> {
+    if project.status.as_ref().is_some_and(|s| !s.conditions.is_empty()) {
+        return None;
+    }
+    let created = project.meta().creation_timestamp.as_ref()?.0;
+    let age = Duration::try_from(now.duration_since(created)).ok()?;
+    WORKSPACE_GRACE.checked_sub(age).filter(|left| !left.is_zero())
+}
+
 /// `Ready`'s message when every other condition holds.
 pub const READY_MESSAGE: &str = "every child object exists as desired";
 
 /// Refuses to provision: says why in the status, and in an Event when the reason is new.
 async fn refuse(project: &Project, api: &Api<Project>, ctx: &Context, reason: &str, message: String) -> Result<Action> {
     let cond_type = match reason {
-        "BudgetExceeded" => "QuotaReady",
+        "BudgetExceeded" | budget::INVALID_QUANTITY => "QuotaReady",
         _ => "NamespaceReady",
     };
     write_status(project, api, ctx, vec![Cond::fail(cond_type, reason, message)], None).await?;
@@ -415,7 +514,7 @@ async fn write_status(
 }
 
 /// Deletion: Delete removes the namespace and waits until it is gone; Retain (and any adopted namespace) releases
-/// it untouched. A namespace that is not ours is never touched.
+/// it (see `release`). A namespace that is not ours is never touched.
 async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<Action> {
     if !finalizer::has(project) {
         return Ok(Action::await_change());
@@ -431,17 +530,37 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
             ns = None;
         }
     }
+    let cached = ctx.stores.namespaces.get(&ObjectRef::new(&name)).is_some();
+    let granted = ctx.grants.lock().get(&name).is_some_and(|e| Some(&e.project_uid) == project.meta().uid.as_ref());
+    if !cached && granted {
+        // We decided a grant for this namespace and the cache shows no namespace: it may only lag behind our write
+        // (a project deleted right after it was provisioned). Finishing now would leave the namespace, its grants
+        // and its quota behind, unmanaged and uncounted; the API server says which it is.
+        let nss: Api<Namespace> = Api::all(ctx.client.clone());
+        if nss.get_metadata_opt(&name).await.map_err(|e| Error::kube("get", "Namespace", &name, e))?.is_some() {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        ctx.grants.forget(&name);
+    }
     if let Some(ns) = ns {
         let adopted = ns.annotations().get(labels::ADOPT) == Some(&name);
         if project.spec.deletion_policy == DeletionPolicy::Retain || adopted {
-            release(project, ctx).await?;
+            let revoked = release(project, ctx).await?;
+            ctx.changed(project, &revoked, "Release", false).await;
             let why = if adopted { "it was adopted" } else { "deletionPolicy is Retain" };
             ctx.event(
                 project,
                 false,
                 "NamespaceRetained",
                 "Release",
-                format!("namespace {name} is kept with everything in it because {why}; it is no longer managed"),
+                format!(
+                    "namespace {name} is kept with its data because {why}; every access the operator granted in it is \
+                     removed, its Pod Security labels, network walls, limits and quota stay (the quota counts in \
+                     workspace {}'s budget until the namespace is deleted); to make it a project again: kubectl \
+                     annotate namespace {name} {}={name}",
+                    project.spec.workspace,
+                    labels::ADOPT
+                ),
             )
             .await;
         } else {
@@ -467,33 +586,63 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
     Ok(Action::await_change())
 }
 
-/// Hands the namespace and the children in it back to whoever owns the cluster: our labels, ownership and the
-/// fingerprint go, an annotation records the former project, and nothing else changes.
-async fn release(project: &Project, ctx: &Context) -> Result<()> {
+/// Hands the namespace and what is in it back to whoever owns the cluster, without loosening anything:
+/// - every access the operator granted goes: the RoleBindings (members', bindings', the runner's, the delegation's),
+///   the delegation Role and the runner ServiceAccount, and with it the tokens minted for it;
+/// - the workspace's enforced namespace labels (Pod Security) stay, and so do the walls and limits, no longer managed;
+/// - the ResourceQuota stays in force and managed, labelled for its workspace, whose budget counts it until the
+///   namespace is deleted or adopted again (freeing the share while the quota still bounds the namespace would let
+///   delete/recreate cycles multiply the budget; removing the quota would leave the namespace unbounded);
+/// - nothing of the project's identity remains: our project label goes, annotations record the former project and
+///   workspace, and only an explicit `zenml.io/adopt` hands the namespace to a project again.
+async fn release(project: &Project, ctx: &Context) -> Result<Vec<Change>> {
     let name = project.name_any();
     let uid = project.uid();
     let s = &ctx.stores;
     let c = &ctx.client;
+    let mut changes = Vec::new();
+    let role_bindings = Api::<RoleBinding>::namespaced(c.clone(), &name);
+    for rb in s.role_bindings.in_namespace(&name) {
+        changes.extend(delete_child(&role_bindings, &rb).await?);
+    }
+    let roles = Api::<Role>::namespaced(c.clone(), &name);
+    for role in owned_by(&s.roles, &name, &uid) {
+        changes.extend(delete_child(&roles, &role).await?);
+    }
+    let accounts = Api::<ServiceAccount>::namespaced(c.clone(), &name);
+    for sa in owned_by(&s.service_accounts, &name, &uid) {
+        changes.extend(delete_child(&accounts, &sa).await?);
+    }
     let unmanage = json!({"metadata": {
         "ownerReferences": null,
         "labels": {labels::MANAGED_BY: null, labels::WORKSPACE: null, labels::PROJECT: null, labels::COMPONENT: null},
         "annotations": {labels::APPLIED_HASH: null, labels::FORMER_PROJECT: name},
     }});
-    unmanage_all(&Api::<ResourceQuota>::namespaced(c.clone(), &name), &s.quotas, &name, &uid, &unmanage).await?;
     unmanage_all(&Api::<LimitRange>::namespaced(c.clone(), &name), &s.limit_ranges, &name, &uid, &unmanage).await?;
     unmanage_all(&Api::<NetworkPolicy>::namespaced(c.clone(), &name), &s.network_policies, &name, &uid, &unmanage)
         .await?;
-    unmanage_all(&Api::<ServiceAccount>::namespaced(c.clone(), &name), &s.service_accounts, &name, &uid, &unmanage)
-        .await?;
-    unmanage_all(&Api::<RoleBinding>::namespaced(c.clone(), &name), &s.role_bindings, &name, &uid, &unmanage).await?;
-    unmanage_all(&Api::<Role>::namespaced(c.clone(), &name), &s.roles, &name, &uid, &unmanage).await?;
-    // The namespace: applying only the former-project annotation drops every field we owned (labels, annotations).
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "annotations": {labels::FORMER_PROJECT: name}}});
+    let keep_counted = json!({"metadata": {
+        "ownerReferences": null,
+        "labels": {labels::PROJECT: null},
+        "annotations": {labels::APPLIED_HASH: null, labels::FORMER_PROJECT: name},
+    }});
+    unmanage_all(&Api::<ResourceQuota>::namespaced(c.clone(), &name), &s.quotas, &name, &uid, &keep_counted).await?;
+    // The namespace: applying only what stays drops every other field we owned (our labels, the project's own).
+    let enforced = s
+        .workspaces
+        .get(&ObjectRef::new(&project.spec.workspace))
+        .and_then(|w| w.spec.project_defaults.as_ref().map(|d| d.namespace_labels.clone()))
+        .unwrap_or_default();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name,
+        "labels": enforced,
+        "annotations": {labels::FORMER_PROJECT: name, labels::FORMER_WORKSPACE: project.spec.workspace},
+    }});
     Api::<Namespace>::all(c.clone())
         .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
         .await
         .map_err(|e| Error::kube("release", "Namespace", &name, e))?;
-    Ok(())
+    Ok(changes)
 }
 
 async fn unmanage_all<K>(
