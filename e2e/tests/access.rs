@@ -1344,3 +1344,92 @@ async fn tenants_cannot_change_or_delete_what_the_operator_made() {
     wait_gone(PROJECTS, std::slice::from_ref(&a), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     wait_gone("namespace", std::slice::from_ref(&a), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The admission policies of a `helm template`, or of a manifest in `charts/zenml-operator/files/`.
+fn policies(yaml: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{yaml}"));
+    docs.into_iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicy").collect()
+}
+
+/// `helm template` of the chart as release `zenml-operator` in `namespace`, with `--set`s.
+fn chart_policies(namespace: &str, sets: &[&str]) -> Vec<Value> {
+    let mut cmd = e2e::helm();
+    cmd.args(["template", "zenml-operator"]).arg(e2e::chart_dir()).args(["--namespace", namespace]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    policies(&e2e::run_ok(&mut cmd))
+}
+
+fn variable<'a>(policy: &'a Value, name: &str) -> &'a str {
+    let vars = policy["spec"]["variables"].as_array().expect("variables");
+    let var = vars.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no variable {name} in {policy}"));
+    var["expression"].as_str().expect("an expression")
+}
+
+/// The chart ships the policies these tests apply from `files/`: for the release `zenml-operator` in `default` (the
+/// identity of the tests' and the demo's operator) they are the same, but for their names. For another release,
+/// the values decide whom the tenant rules exempt and which namespaces are protected, and each rule can be left out.
+#[test]
+fn the_chart_ships_the_policies_the_tests_apply() {
+    let files = e2e::chart_dir().join("files");
+    let mut from_files = Vec::new();
+    for entry in std::fs::read_dir(&files).expect("files/") {
+        let path = entry.expect("an entry").path();
+        from_files.extend(policies(&std::fs::read_to_string(&path).expect("a manifest")));
+    }
+    let rendered = chart_policies("default", &[]);
+    assert_eq!(from_files.len(), rendered.len(), "the chart renders every policy of files/");
+    for policy in &from_files {
+        let name = policy["metadata"]["name"].as_str().unwrap();
+        let chart_name = format!("zenml-operator-{}", name.trim_start_matches("zenml-"));
+        let ours = rendered.iter().find(|p| p["metadata"]["name"] == chart_name.as_str());
+        let ours = ours.unwrap_or_else(|| panic!("the chart renders no {chart_name}"));
+        assert_eq!(ours["spec"], policy["spec"], "{chart_name} differs from files/' {name}");
+    }
+
+    let find = |policies: &[Value], name: &str| -> Value {
+        let full = format!("zenml-operator-{name}");
+        policies.iter().find(|p| p["metadata"]["name"] == full.as_str()).cloned().unwrap_or(Value::Null)
+    };
+    let other = chart_policies(
+        "platform",
+        &[
+            "admissionPolicies.exemptUsers={system:serviceaccount:argocd:argocd-application-controller}",
+            "admissionPolicies.exemptGroups={system:masters,platform-admins}",
+            "admissionPolicies.protectedNamespaces={vault,team-*}",
+            "serviceAccount.name=op",
+        ],
+    );
+    for name in ["service-account-impersonation", "one-door-for-access", "network-walls", "managed-objects"] {
+        let p = find(&other, name);
+        assert_eq!(variable(&p, "operator"), r#""system:serviceaccount:platform:op""#, "{name}");
+        assert_eq!(
+            variable(&p, "exemptUsers"),
+            r#"["system:serviceaccount:argocd:argocd-application-controller"]"#,
+            "{name}"
+        );
+        assert_eq!(variable(&p, "exemptGroups"), r#"["system:masters","platform-admins"]"#, "{name}");
+    }
+    let protected = find(&other, "protected-namespaces");
+    assert_eq!(variable(&protected, "protected"), r#"["default","kube-*","vault","team-*","platform"]"#);
+
+    let off = chart_policies(
+        "default",
+        &[
+            "admissionPolicies.serviceAccountImpersonation=false",
+            "admissionPolicies.oneDoorForAccess=false",
+            "admissionPolicies.networkWalls=false",
+            "admissionPolicies.managedObjects=false",
+        ],
+    );
+    let names: Vec<&str> = off.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "zenml-operator-project-delegation",
+            "zenml-operator-binding-delegation",
+            "zenml-operator-protected-namespaces"
+        ]
+    );
+}
