@@ -295,6 +295,41 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["spec.budget.hard.requests.cpu", "should match"],
     ),
     (
+        "budget quantity beyond 1E",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {budget: {hard: {requests.cpu: '1e40', pods: '10'}}}",
+        &["spec.budget.hard", "every quantity must be at most 1E"],
+    ),
+    (
+        "budget quantity in binary exa",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {budget: {hard: {requests.memory: 1Ei}}}",
+        &["spec.budget.hard", "every quantity must be at most 1E"],
+    ),
+    (
+        "budget quantity as a large integer",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {budget: {hard: {pods: 1000000000000000001}}}",
+        &["spec.budget.hard", "every quantity must be at most 1E"],
+    ),
+    (
+        "a quantity whose exponent would cost the API server seconds",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {budget: {hard: {requests.cpu: '1e999999999999'}}}",
+        &["spec.budget.hard.requests.cpu", "should match"],
+    ),
+    (
+        "a quantity of more than 19 digits",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {projectDefaults: {quota: {hard: {requests.nvidia.com/gpu: '100000000000000000000000000000000000000000'}}}}",
+        &["spec.projectDefaults.quota.hard.requests.nvidia.com/gpu", "should match"],
+    ),
+    (
+        "project quota beyond 1E",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: w, quota: {hard: {requests.cpu: '2E'}}}",
+        &["spec.quota.hard", "every quantity must be at most 1E"],
+    ),
+    (
+        "project limit range beyond 1E",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: w, limitRange: {max: {memory: '1e19'}}}",
+        &["spec.limitRange.max", "every quantity must be at most 1E"],
+    ),
+    (
         "maxProjects -1",
         "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {maxProjects: -1}",
         &["spec.maxProjects", "should be greater than or equal to 0"],
@@ -348,6 +383,10 @@ const CASES: &[(&str, &str, &[&str])] = &[
 
 /// Valid edge cases (without `apiVersion`): each must be admitted.
 const VALID: &[(&str, &str)] = &[
+    (
+        "quantities at the bound",
+        "kind: Workspace\nmetadata: {name: e2e-api-valid}\nspec: {budget: {hard: {requests.cpu: 1E, pods: 1000000000000000000, requests.memory: 1000P, requests.ephemeral-storage: '0.000000001'}}}",
+    ),
     (
         "quantities 500m, 1e3, 2, integer 50 and 1.5Gi; a count/ key",
         "kind: Project\nmetadata: {name: e2e-api-valid}\nspec:\n  workspace: ws\n  quota: {hard: {requests.cpu: 500m, limits.cpu: 1e3, requests.nvidia.com/gpu: '2', pods: 50, requests.memory: 1.5Gi, count/deployments.apps: '10'}}\n  limitRange: {default: {cpu: '1', memory: 1.5Gi}, defaultRequest: {cpu: 100m}, max: {cpu: 4}, min: {memory: 1Mi}}",

@@ -1160,6 +1160,172 @@ async fn the_budget_is_granted_oldest_project_first() {
     .await;
 }
 
+/// `requests.cpu` of a project's ResourceQuota, if it has one.
+async fn cpu_of(client: &Client, ns: &str) -> Option<String> {
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+    let rq = quotas.get_opt("zenml-project").await.ok()??;
+    hard(&rq).get("requests.cpu").cloned()
+}
+
+/// Waits until a project's quota grants `cpu` CPUs.
+async fn wait_cpu(client: &Client, ns: &str, cpu: &str) {
+    eventually(TIMEOUT, &format!("{ns}'s quota at {cpu} CPUs"), || async {
+        match cpu_of(client, ns).await {
+            Some(c) if c == cpu => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// The sum of `requests.cpu` over every ResourceQuota labelled for `workspace`, in thousandths, read from the API
+/// server itself: released namespaces' quotas included.
+async fn workspace_cpu_milli(client: &Client, workspace: &str) -> i64 {
+    let quotas: Api<ResourceQuota> = Api::all(client.clone());
+    let list = quotas
+        .list(&ListParams::default().labels(&format!("zenml.io/workspace={workspace}")))
+        .await
+        .expect("list quotas");
+    list.items
+        .iter()
+        .filter_map(|rq| hard(rq).get("requests.cpu").cloned())
+        .map(|q| {
+            let parsed = zenml_operator::resources::quantity::parse(&q).unwrap_or_else(|e| panic!("{e}"));
+            i64::try_from(parsed.0 / 1_000_000).expect("small")
+        })
+        .sum()
+}
+
+/// The issue's second reproduction: budget 10, `old` holds 2, `new` 8, then `old` asks 10. It used to get 10 at once
+/// (18 of 10 granted). Now it keeps its 2 and says who holds the rest, until `new` is deleted and its namespace gone.
+#[tokio::test]
+async fn a_raise_waits_for_budget_no_one_holds() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-raise-ws");
+    let (old, new) = (unique("e2e-raise-old"), unique("e2e-raise-new"));
+    t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
+    t.project(&old, &ws, json!({"quota": {"hard": {"requests.cpu": "2"}}}));
+    t.wait_ready(&old).await;
+    t.project(&new, &ws, json!({"quota": {"hard": {"requests.cpu": "8"}}}));
+    t.wait_ready(&new).await;
+
+    t.project(&old, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));
+    let waiting = t.wait_condition(&old, "QuotaReady", "False", Some("BudgetExceeded")).await;
+    let why = &condition(&waiting, "QuotaReady").unwrap().message;
+    assert!(why.contains("requests.cpu: asks 10, holds 2, 0 of the budget of 10 is free"), "{why}");
+    assert!(why.contains(&format!("{new} 8")), "names who holds the budget: {why}");
+    assert_eq!(cpu_of(&t.client, &old).await.as_deref(), Some("2"), "keeps what it held");
+    assert_eq!(cpu_of(&t.client, &new).await.as_deref(), Some("8"), "never taken back");
+    assert_eq!(workspace_cpu_milli(&t.client, &ws).await, 10_000);
+
+    // Budget freed by a deleted project goes to the one waiting for it, once the namespace (and its quota) is gone.
+    k(&["delete", "project", &new, "--wait=false"]);
+    t.wait_namespace_gone(&new, DELETE_TIMEOUT).await;
+    t.wait_condition(&old, "QuotaReady", "True", Some("QuotaApplied")).await;
+    wait_cpu(&t.client, &old, "10").await;
+}
+
+/// The issue's third reproduction, larger: twenty projects asking 3 CPUs each, created at once against a budget of
+/// 10. It used to grant 15. Sampled from the API server while they are provisioned, the quotas never sum beyond 10;
+/// three projects get 3, the others nothing.
+#[tokio::test]
+async fn parallel_creates_never_exceed_the_budget() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-race-ws");
+    t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
+    let names: Vec<String> = (0..20).map(|i| unique(&format!("e2e-race-{i}"))).collect();
+    t.projects.extend(names.iter().cloned());
+    let api = t.projects_api();
+    let creates = names.iter().map(|n| {
+        let api = api.clone();
+        let obj = zenml_object("Project", n, json!({"workspace": ws, "quota": {"hard": {"requests.cpu": "3"}}}));
+        async move {
+            let p: Project = serde_json::from_value(obj).expect("a Project");
+            api.create(&PostParams::default(), &p).await.expect("create");
+        }
+    });
+    futures::future::join_all(creates).await;
+
+    let start = Instant::now();
+    let mut max_seen = 0;
+    let mut samples = 0;
+    loop {
+        let sum = workspace_cpu_milli(&t.client, &ws).await;
+        max_seen = max_seen.max(sum);
+        samples += 1;
+        assert!(sum <= 10_000, "the quotas sum to {sum}m CPUs, beyond the budget of 10");
+        let mut decided = 0;
+        for n in &names {
+            let p = t.get_project(n).await.expect("project");
+            if condition(&p, "QuotaReady").is_some_and(|c| is_current(&p, c)) && cpu_of(&t.client, n).await.is_some() {
+                decided += 1;
+            }
+        }
+        if decided == names.len() {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT * 2, "only {decided} of {} projects decided", names.len());
+    }
+    let mut granted = Vec::new();
+    for n in &names {
+        match cpu_of(&t.client, n).await.as_deref() {
+            Some("3") => granted.push(n.clone()),
+            Some("0") => {
+                let p = t.get_project(n).await.expect("project");
+                assert_eq!(condition(&p, "QuotaReady").unwrap().reason, "BudgetExceeded", "{}", conditions_of(&p));
+            }
+            other => panic!("{n}: requests.cpu {other:?}"),
+        }
+    }
+    eprintln!("{samples} samples, at most {max_seen}m CPUs granted; granted: {granted:?}");
+    assert_eq!(granted.len(), 3, "{granted:?}");
+    assert_eq!(workspace_cpu_milli(&t.client, &ws).await, 9_000);
+}
+
+/// The issue's tie: `zz` created and granted the whole budget, then `aa` in the same second. Ties used to be broken
+/// by name, so `aa` got 10 too. What is held is never taken: `aa` waits.
+#[tokio::test]
+async fn what_is_held_is_never_granted_again_whatever_the_names() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-tie-ws");
+    let suffix = unique("");
+    let (zz, aa) = (format!("zz{suffix}"), format!("aa{suffix}"));
+    t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
+    t.project(&zz, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));
+    wait_cpu(&t.client, &zz, "10").await;
+    t.project(&aa, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));
+    t.wait_condition(&aa, "QuotaReady", "False", Some("BudgetExceeded")).await;
+    assert_eq!(cpu_of(&t.client, &aa).await.as_deref(), Some("0"));
+    assert_eq!(cpu_of(&t.client, &zz).await.as_deref(), Some("10"));
+}
+
+/// The issue's fourth reproduction: a Retain project's quota stays in force in its released namespace, so its share
+/// stays counted until the namespace is gone; delete/recreate cycles cannot multiply the budget.
+#[tokio::test]
+async fn a_released_namespace_keeps_its_quota_counted_until_it_is_gone() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-keep-ws");
+    let (kept, next) = (unique("e2e-keep-r"), unique("e2e-keep-n"));
+    t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
+    t.project(&kept, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}, "deletionPolicy": "Retain"}));
+    t.namespaces.push(kept.clone());
+    t.wait_ready(&kept).await;
+    k(&["delete", "project", &kept, "--wait=false"]);
+    t.wait_project_gone(&kept, DELETE_TIMEOUT).await;
+    assert_eq!(cpu_of(&t.client, &kept).await.as_deref(), Some("10"), "the released quota stays in force");
+
+    t.project(&next, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));
+    let waiting = t.wait_condition(&next, "QuotaReady", "False", Some("BudgetExceeded")).await;
+    let why = &condition(&waiting, "QuotaReady").unwrap().message;
+    assert!(why.contains(&format!("released namespace {kept} 10")), "{why}");
+    assert_eq!(workspace_cpu_milli(&t.client, &ws).await, 10_000, "never more than the budget");
+
+    delete_nowait("namespace", std::slice::from_ref(&kept)).expect("delete the released namespace");
+    t.wait_namespace_gone(&kept, DELETE_TIMEOUT).await;
+    t.wait_condition(&next, "QuotaReady", "True", Some("QuotaApplied")).await;
+    wait_cpu(&t.client, &next, "10").await;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 7. maxProjects, 8. DuplicateProjectId, 9. WorkspaceNotFound
 // ---------------------------------------------------------------------------------------------------------------
@@ -1314,7 +1480,11 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
         &ws,
         json!({
             "members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "admins"}]}],
-            "projectDefaults": {"quota": {"hard": {"pods": "10"}}, "limitRange": {"defaultRequest": {"cpu": "100m"}}},
+            "projectDefaults": {
+                "quota": {"hard": {"pods": "10"}},
+                "limitRange": {"defaultRequest": {"cpu": "100m"}},
+                "namespaceLabels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
         }),
     );
     t.project(&pd, &ws, json!({}));
@@ -1348,7 +1518,14 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
     .await;
     assert!(w.message.contains('1') && w.message.contains(&pr), "names the count and the project: {}", w.message);
 
-    // Retain: the Project goes, the namespace and everything in it stay, released.
+    // Retain: the Project goes, the namespace and its data stay, released; the release loosens nothing.
+    let admin_can = |verb: &str, resource: &str| {
+        run(kubectl().args(["auth", "can-i", verb, resource, "-n", &pr, "--as=mallory", "--as-group=admins"]))
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(admin_can("create", "pods"), "yes", "a workspace admin administers the project");
     let rq_before: ResourceQuota = t.get(&pr, "zenml-project").await.expect("quota");
     k(&["delete", "project", &pr, "--wait=false"]);
     t.wait_project_gone(&pr, DELETE_TIMEOUT).await;
@@ -1356,10 +1533,18 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
     assert!(ns.metadata.deletion_timestamp.is_none());
     let l = labels(&ns);
     assert!(!l.contains_key("zenml.io/project") && !l.contains_key(MANAGED_BY), "still managed: {l:?}");
+    assert_eq!(
+        l.get("pod-security.kubernetes.io/enforce").map(String::as_str),
+        Some("restricted"),
+        "the workspace's enforced Pod Security stays: {l:?}"
+    );
     assert_eq!(annotations(&ns).get("zenml.io/former-project"), Some(&pr));
+    assert_eq!(annotations(&ns).get("zenml.io/former-workspace"), Some(&ws));
     assert!(cms.get_opt("results").await.unwrap().is_some(), "the ConfigMap was deleted");
     let rq: ResourceQuota = t.get(&pr, "zenml-project").await.expect("the quota stays");
     assert_eq!(rq.metadata.uid, rq_before.metadata.uid);
+    assert_eq!(labels(&rq).get("zenml.io/workspace"), Some(&ws), "the quota still counts in its workspace's budget");
+    assert!(!labels(&rq).contains_key("zenml.io/project"));
     // Nothing left for the garbage collector to take: no ownerReferences on what stays.
     let remaining = kubectl_json(&[
         "get",
@@ -1373,14 +1558,32 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
         assert!(item["metadata"]["ownerReferences"].is_null(), "{name} still has owners: {}", item["metadata"]);
         names.insert(name);
     }
-    for expected in [
-        "ResourceQuota/zenml-project",
-        "LimitRange/zenml-project",
-        "ServiceAccount/zenml-runner",
-        "RoleBinding/zenml-workspace-admin",
-    ] {
+    for expected in ["ResourceQuota/zenml-project", "LimitRange/zenml-project", "NetworkPolicy/zenml-project-isolation"]
+    {
         assert!(names.contains(expected), "{expected} was not kept: {names:?}");
     }
+    // Every access the operator granted is gone: no RoleBinding, Role or runner identity of ours is left.
+    for gone in [
+        "ServiceAccount/zenml-runner",
+        "RoleBinding/zenml-workspace-admin",
+        "RoleBinding/zenml-runner",
+        "Role/zenml-project-admin",
+    ] {
+        assert!(!names.contains(gone), "{gone} outlived the release: {names:?}");
+    }
+    assert_eq!(admin_can("create", "pods"), "no", "the former admin keeps no access");
+    assert_eq!(admin_can("get", "secrets"), "no", "the former admin keeps no access");
+    // And the namespace is not a way to node root: Pod Security still refuses a privileged hostPath pod, even from
+    // someone allowed to create pods there.
+    let privileged = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root", "namespace": pr},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}],
+            "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        },
+    });
+    let out = e2e::run_stdin(kubectl().args(["create", "-f", "-"]), &privileged.to_string());
+    assert!(!out.success() && out.stderr.contains("violates PodSecurity"), "{}{}", out.stdout, out.stderr);
 
     // With its last project gone, the workspace goes.
     eventually(TIMEOUT, "the workspace to be gone", || async {
