@@ -381,11 +381,11 @@ async fn register_set_and_switch_like_the_zenml_cli() {
 
     // Clear errors.
     let missing = home.fails(&["project", "set", "no_such_project"]);
-    assert!(missing.stderr.contains("no such project \"no_such_project\""), "{}", missing.stderr);
+    assert!(missing.stderr.contains("project \"no_such_project\" does not exist"), "{}", missing.stderr);
     let bad = home.fails(&["project", "register", "has space", "--workspace", &ws]);
     assert!(bad.stderr.contains("letters, digits"), "{}", bad.stderr);
     let no_ws = home.fails(&["project", "register", "x", "--workspace", &unique("e2e-plg-none")]);
-    assert!(no_ws.stderr.contains("no workspace"), "{}", no_ws.stderr);
+    assert!(no_ws.stderr.contains("does not exist; the workspaces are: "), "{}", no_ws.stderr);
 }
 
 /// member add / remove / list and audit: bindings made and removed without touching other people's subjects, and
@@ -640,4 +640,85 @@ async fn a_workspace_admin_registers_in_their_workspace_only() {
             .contains(&format!("`list` on rolebindings.rbac.authorization.k8s.io in namespace {theirs}"))),
         "the audit names the permission it lacks: {warnings:?}"
     );
+}
+
+/// A name that does not exist is an error everywhere: the command fails, names what was asked for, and lists what
+/// does exist. `audit --workspace <typo>` used to print an empty report and exit 0.
+#[tokio::test]
+async fn names_that_do_not_exist_are_errors_that_list_what_exists() {
+    let mut t = Cleanup::new();
+    let home = Home::new("notfound");
+    let ws = unique("e2e-plg-nf");
+    let empty = unique("e2e-plg-nfe");
+    t.workspace(&ws, json!({}));
+    t.workspace(&empty, json!({}));
+    let (id, project) = zenml_id("Found");
+    t.project(&project);
+    server_side_apply(&zenml_object("Project", &project, json!({"workspace": ws, "projectId": id})));
+    let missing_ws = unique("e2e-plg-nows");
+    let missing = "no_such_project";
+
+    // Workspaces: the global flag, whatever the command, and the names `workspace` takes.
+    let listed = |stderr: &str| {
+        stderr.contains("; the workspaces are: ") && (stderr.contains(&ws) || stderr.contains(" more ("))
+    };
+    let before = std::fs::read_to_string(&home.config).unwrap();
+    for args in [
+        vec!["audit", "--workspace", &missing_ws],
+        vec!["audit", "-w", &missing_ws, "-o", "json"],
+        vec!["project", "list", "--workspace", &missing_ws],
+        vec!["project", "register", "x", "--workspace", &missing_ws],
+        vec!["project", "set", &id, "--workspace", &missing_ws],
+        vec!["member", "list", "-p", &project, "--workspace", &missing_ws],
+        vec!["workspace", "list", "--workspace", &missing_ws],
+    ] {
+        let out = home.fails(&args);
+        let expected = format!("--workspace: workspace \"{missing_ws}\" does not exist");
+        assert!(out.stderr.contains(&expected) && listed(&out.stderr), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{args:?}: nothing on stdout");
+    }
+    for args in [vec!["workspace", "describe", &missing_ws], vec!["workspace", "use", &missing_ws]] {
+        let out = home.fails(&args);
+        assert!(
+            out.stderr.contains(&format!("error: workspace \"{missing_ws}\" does not exist")) && listed(&out.stderr),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&home.config).unwrap(), before, "the kubeconfig is untouched");
+
+    // Projects: by argument, --project, --service-account and ZENML_ACTIVE_PROJECT_ID; listed as `name (ID id)`.
+    let in_ws = format!(
+        "project \"{missing}\" does not exist (no Project has that name, and no project in workspace \"{ws}\" has that ZenML ID); the projects of workspace {ws} are: {project} (ID {id})"
+    );
+    for args in [
+        vec!["project", "set", missing, "-w", &ws],
+        vec!["project", "describe", missing, "-w", &ws],
+        vec!["member", "list", "-p", missing, "-w", &ws],
+        vec!["member", "add", "--role", "viewer", "--user", "u", "-p", missing, "-w", &ws],
+        vec!["member", "remove", "--role", "viewer", "--user", "u", "-p", missing, "-w", &ws],
+    ] {
+        let out = home.fails(&args);
+        assert!(out.stderr.contains(&in_ws), "{args:?}: {}", out.stderr);
+    }
+    let sa = format!("{missing}/zenml-runner");
+    let out = home.fails(&["member", "add", "--role", "viewer", "--service-account", &sa, "-p", &project]);
+    assert!(out.stderr.contains(&format!("--service-account: {in_ws}")), "{}", out.stderr);
+    let mut env = home.zenml(&["project", "describe", "-w", &ws]);
+    env.env("ZENML_ACTIVE_PROJECT_ID", missing);
+    let out = run(&mut env);
+    assert!(!out.success() && out.stderr.contains(&format!("ZENML_ACTIVE_PROJECT_ID: {in_ws}")), "{}", out.stderr);
+    let out = home.fails(&["project", "set", missing, "-w", &empty]);
+    assert!(out.stderr.contains(&format!("; workspace {empty} has no projects")), "{}", out.stderr);
+    // Without a workspace, every project that exists may be meant.
+    let out = home.fails(&["project", "describe", missing]);
+    assert!(
+        out.stderr.contains(&format!("project \"{missing}\" does not exist (no Project has that name, and no project has that ZenML ID); the projects are: ")),
+        "{}",
+        out.stderr
+    );
+
+    // What exists still works.
+    home.ok(&["audit", "--workspace", &ws]);
+    home.ok(&["project", "describe", &id, "-w", &ws]);
 }

@@ -12,6 +12,9 @@ use crate::output::Format;
 /// spec.projectId. Wherever a command takes a project, give its ZenML ID (resolved in the active workspace) or its
 /// Kubernetes name. The active project is the one named by --project, else ZENML_ACTIVE_PROJECT_ID, else the
 /// project whose namespace the kubeconfig context uses.
+///
+/// ZENML_ACTIVE_PROJECT_ID affects `kubectl zenml` only: plain kubectl does not read it and keeps using the
+/// namespace of the kubeconfig context (`kubectl zenml project set` changes that one).
 #[derive(Parser, Debug)]
 #[command(name = "kubectl-zenml", bin_name = "kubectl zenml", version, max_term_width = 110)]
 pub struct Cli {
@@ -26,7 +29,8 @@ pub struct Cli {
     pub output: Format,
     /// The workspace to act in: where `project register` creates projects and ZenML project IDs are looked up
     /// (default: the active project's workspace); limits `project list` and `audit` to it.
-    #[arg(short = 'w', long, global = true, value_name = "WORKSPACE")]
+    // Its own id: `workspace describe|use` have a positional `workspace`, which would otherwise shadow it there.
+    #[arg(id = "workspace_flag", short = 'w', long = "workspace", global = true, value_name = "WORKSPACE")]
     pub workspace: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -202,6 +206,16 @@ mod tests {
         let Command::Project(ProjectCommand::Register(r)) = cli.command else { panic!() };
         assert_eq!(r.project_id, "Fraud_Detection");
         assert_eq!(r.timeout, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_workspace_argument_is_not_the_workspace_flag() {
+        let cli = Cli::try_parse_from(["kubectl-zenml", "workspace", "describe", "ml"]).unwrap();
+        assert_eq!(cli.workspace, None);
+        let Command::Workspace(WorkspaceCommand::Describe { workspace }) = cli.command else { panic!() };
+        assert_eq!(workspace.as_deref(), Some("ml"));
+        let cli = Cli::try_parse_from(["kubectl-zenml", "workspace", "use", "ml", "-w", "other"]).unwrap();
+        assert_eq!(cli.workspace.as_deref(), Some("other"));
     }
 
     #[test]

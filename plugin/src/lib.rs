@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let mut s = Session::new(cli.kubeconfig.as_deref(), cli.context.as_deref(), cli.workspace, cli.output).await?;
+    s.check_workspace_flag().await?;
     match cli.command {
         Command::Project(ProjectCommand::Register(args)) => commands::project::register(&mut s, &args).await,
         Command::Project(ProjectCommand::Set(args)) => commands::project::set(&mut s, &args).await,

@@ -2,7 +2,8 @@
 //! workspace and project are found.
 //!
 //! The **active project** is, first match wins: the project a command names (`--project`, or a positional
-//! argument), `ZENML_ACTIVE_PROJECT_ID`, the Project whose namespace the kubeconfig context uses. The **active
+//! argument), `ZENML_ACTIVE_PROJECT_ID`, the Project whose namespace the kubeconfig context uses. Only this plugin
+//! reads `ZENML_ACTIVE_PROJECT_ID`: plain kubectl goes by the context's namespace alone. The **active
 //! workspace**, in which ZenML project IDs are resolved, is `--workspace`, else the active project's workspace, else
 //! the workspace the context was made for (`kubectl zenml workspace use`).
 
@@ -14,7 +15,7 @@ use kube::{Api, Client, Config};
 use zenml_operator::api::{Project, ProjectRoleBinding, Workspace};
 
 use crate::bail;
-use crate::error::{Error, Op, Result, is_forbidden};
+use crate::error::{Error, Kind, NotFound, Op, Result, is_forbidden};
 use crate::kubeconfig::{self, Files, Writer};
 use crate::names;
 use crate::output::Format;
@@ -143,8 +144,38 @@ impl Session {
         self.projects().get_opt(name).await.map_err(|e| Op::new("get", PROJECTS).name(name).err(e))
     }
 
-    pub async fn get_workspace(&self, name: &str) -> Result<Option<Workspace>> {
-        self.workspaces().get_opt(name).await.map_err(|e| Op::new("get", WORKSPACES).name(name).err(e))
+    /// Workspace `name`. One that does not exist is [`Error::NotFound`], naming those that do; one that may not be
+    /// read is [`Error::Forbidden`] (callers that can do without it go on).
+    pub async fn workspace(&self, name: &str) -> Result<Workspace> {
+        match self.workspaces().get_opt(name).await {
+            Ok(Some(w)) => Ok(w),
+            Ok(None) => {
+                let existing = match self.workspaces().list(&ListParams::default()).await {
+                    Ok(l) => Ok(sorted(l.items.iter().filter_map(|w| w.metadata.name.clone()).collect())),
+                    Err(e) if is_forbidden(&e) => Err(format!("you lack {}", Op::new("list", WORKSPACES).permission())),
+                    Err(e) => Err(Op::new("list", WORKSPACES).err(e).to_string()),
+                };
+                Err(NotFound {
+                    kind: Kind::Workspace,
+                    name: name.to_owned(),
+                    given_by: None,
+                    workspace: None,
+                    existing,
+                }
+                .into())
+            }
+            Err(e) => Err(Op::new("get", WORKSPACES).name(name).err(e)),
+        }
+    }
+
+    /// Refuses a `--workspace` that does not exist, whatever the command (it may not be read: then it is taken on
+    /// trust, and the commands that use it say what they may not do).
+    pub async fn check_workspace_flag(&self) -> Result<()> {
+        let Some(w) = &self.workspace_flag else { return Ok(()) };
+        match self.workspace(w).await {
+            Ok(_) | Err(Error::Forbidden(_)) => Ok(()),
+            Err(e) => Err(e.given_by("--workspace")),
+        }
     }
 
     /// The Project whose namespace the context uses, if any (and if it can be read).
@@ -189,8 +220,7 @@ impl Session {
                 Some(w) => Some(w.clone()),
                 None => self.context_workspace_hint().await,
             };
-            let p =
-                self.resolve_project(id, ws.as_deref()).await.map_err(|e| Error(format!("{ENV_PROJECT}={id}: {e}")))?;
+            let p = self.resolve_project(id, ws.as_deref()).await.map_err(|e| e.given_by(ENV_PROJECT))?;
             return Ok((p, Origin::Env));
         }
         let Some(ns) = &self.namespace else {
@@ -235,16 +265,16 @@ impl Session {
                 Err(e) => return Err(Op::new("get", PROJECTS).name(reference).err(e)),
             }
         }
-        match self.list_projects(None).await {
+        let existing = match self.list_projects(None).await {
             Ok(list) => {
-                let found: Vec<Project> = list.into_iter().filter(id_matches).collect();
+                let found: Vec<&Project> = list.iter().filter(|p| id_matches(p)).collect();
                 let places = found
                     .iter()
                     .map(|p| format!("{} in workspace {}", p.metadata.name.as_deref().unwrap_or("?"), p.spec.workspace))
                     .collect::<Vec<_>>()
                     .join(", ");
                 match (workspace, found.len()) {
-                    (None, 1) => return Ok(found.into_iter().next().expect("one")),
+                    (None, 1) => return Ok(found[0].clone()),
                     (None, n) if n > 1 => bail!(
                         "project ID {reference:?} is in several workspaces ({places}): pass --workspace, or the \
                          project's Kubernetes name"
@@ -255,24 +285,27 @@ impl Session {
                     ),
                     _ => {}
                 }
+                // Every project can be listed: the ones in scope are all the names that could have matched.
+                let in_scope = list.iter().filter(|p| workspace.is_none_or(|w| p.spec.workspace == w));
+                Ok(sorted(in_scope.map(project_label).collect()))
             }
             Err(e) if is_forbidden(&e) => {
                 let p = Op::new("list", PROJECTS).permission();
                 if !unseen.contains(&p) {
                     unseen.push(p);
                 }
+                Err(format!("you lack {}", unseen.join(" and ")))
             }
             Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
+        };
+        Err(NotFound {
+            kind: Kind::Project,
+            name: reference.to_owned(),
+            given_by: None,
+            workspace: workspace.map(str::to_owned),
+            existing,
         }
-        let scope = workspace.map(|w| format!(" in workspace {w:?}")).unwrap_or_default();
-        let mut msg = format!(
-            "no such project {reference:?}: no project has that ZenML ID{scope}, and no Project has that name. \
-             `kubectl zenml project list` shows the projects you can see"
-        );
-        if !unseen.is_empty() {
-            msg.push_str(&format!(" (some were not visible: you lack {})", unseen.join(" and ")));
-        }
-        Err(Error(msg))
+        .into())
     }
 
     /// Every workspace that can be seen: listed, or when that is not allowed, those of the visible projects.
@@ -306,6 +339,28 @@ impl Session {
             Err(e) => Err(Op::new("list", WORKSPACES).err(e)),
         }
     }
+}
+
+/// The warning for a command that changed the active project while `ZENML_ACTIVE_PROJECT_ID` is set.
+pub fn env_override(value: &str) -> String {
+    format!(
+        "{ENV_PROJECT}={value} is set: it overrides the active project of `kubectl zenml` commands until you unset \
+         it (plain kubectl does not read it: it uses the context's namespace)"
+    )
+}
+
+/// A project as error messages list it: its name, and its ZenML ID when that differs.
+pub fn project_label(p: &Project) -> String {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    match p.spec.project_id.as_deref() {
+        Some(id) if id != name => format!("{name} (ID {id})"),
+        _ => name,
+    }
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
 }
 
 /// `True` when `p`'s Ready condition is true for its current generation.

@@ -15,10 +15,10 @@ use super::member::{self, Member};
 use super::project::indent;
 use super::warn;
 use crate::cli::AuditArgs;
-use crate::error::{Op, Result, is_forbidden};
+use crate::error::{Error, Op, Result, is_forbidden};
 use crate::names;
 use crate::output::{self, Format, print_doc};
-use crate::session::{BINDINGS, PROJECTS, Session, WORKSPACES, namespace_of};
+use crate::session::{BINDINGS, PROJECTS, Session, namespace_of};
 
 /// RoleBindings without this label were not made by the operator.
 pub const UNMANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by!=zenml-operator";
@@ -125,21 +125,18 @@ pub async fn audit(s: &Session, args: &AuditArgs) -> Result<()> {
     let now = Timestamp::now();
     let mut warnings = Vec::new();
     let scope = s.workspace_flag.clone();
-    let projects = s.list_projects(scope.as_deref()).await.map_err(|e| Op::new("list", PROJECTS).err(e))?;
     let workspaces: Vec<Workspace> = match &scope {
-        Some(w) => match s.workspaces().get_opt(w).await {
-            Ok(Some(ws)) => vec![ws],
-            Ok(None) => {
-                warnings.push(format!("workspace {w:?} does not exist"));
+        Some(w) => match s.workspace(w).await {
+            Ok(ws) => vec![ws],
+            Err(Error::Forbidden(why)) => {
+                warnings.push(format!("workspace members not shown: {why}"));
                 Vec::new()
             }
-            Err(e) => {
-                warnings.push(format!("workspace members not shown: {}", Op::new("get", WORKSPACES).name(w).err(e)));
-                Vec::new()
-            }
+            Err(e) => return Err(e.given_by("--workspace")),
         },
         None => s.visible_workspaces(&mut warnings).await?,
     };
+    let projects = s.list_projects(scope.as_deref()).await.map_err(|e| Op::new("list", PROJECTS).err(e))?;
     let bindings = match s.bindings().list(&ListParams::default()).await {
         Ok(l) => l.items,
         Err(e) => {
@@ -174,7 +171,8 @@ pub async fn audit(s: &Session, args: &AuditArgs) -> Result<()> {
                 "RoleBindings of project {project} not checked: you lack {}",
                 Op::new("list", "rolebindings.rbac.authorization.k8s.io").namespace(&ns).permission()
             )),
-            Err(e) => warnings.push(Op::new("list", "rolebindings.rbac.authorization.k8s.io").namespace(&ns).err(e).0),
+            Err(e) => warnings
+                .push(Op::new("list", "rolebindings.rbac.authorization.k8s.io").namespace(&ns).err(e).to_string()),
         }
     }
 

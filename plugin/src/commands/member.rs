@@ -149,7 +149,10 @@ pub fn members_table(members: &[Member], with_project: bool) -> String {
 async fn subject(s: &Session, args: &SubjectArgs, project: &Project) -> Result<Subject> {
     let mut subject = names::subject(args.user.as_deref(), args.group.as_deref(), args.service_account.as_deref())?;
     if let Some(reference) = subject.project.clone() {
-        let owner = s.resolve_project(&reference, Some(&project.spec.workspace)).await?;
+        let owner = s
+            .resolve_project(&reference, Some(&project.spec.workspace))
+            .await
+            .map_err(|e| e.given_by("--service-account"))?;
         subject.project = Some(owner.name_any());
     }
     Ok(subject)
@@ -322,7 +325,7 @@ async fn wait_bound(s: &Session, name: &str, timeout: Duration) -> Result<Projec
         .get_opt(name)
         .await
         .map_err(|e| Op::new("get", BINDINGS).name(name).err(e))?
-        .ok_or_else(|| Error(format!("ProjectRoleBinding {name} was deleted while waiting for it")))
+        .ok_or_else(|| Error::Message(format!("ProjectRoleBinding {name} was deleted while waiting for it")))
 }
 
 pub async fn remove(s: &Session, role: &str, args: &SubjectArgs, project: Option<&str>) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::error::{Error, Op, Result, code, is_forbidden};
 use crate::kubeconfig::{self, DefaultProject};
 use crate::names;
 use crate::output::{self, Format, dash, print_doc};
-use crate::session::{ENV_PROJECT, Origin, PROJECTS, Session, is_ready, namespace_of};
+use crate::session::{ENV_PROJECT, Origin, PROJECTS, Session, env_override, is_ready, namespace_of};
 
 /// Ready reasons that do not clear by themselves: waiting longer would not help.
 const STUCK: &[&str] = &["NamespaceConflict", "DuplicateProjectId", "MaxProjectsExceeded", "BudgetExceeded"];
@@ -27,11 +27,10 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     let Some(ws) = s.active_workspace().await else {
         bail!("which workspace? pass --workspace (`kubectl zenml workspace list` shows them)");
     };
-    match s.workspaces().get_opt(&ws).await {
-        Ok(Some(_)) => {}
-        Ok(None) => bail!("no workspace {ws:?} (`kubectl zenml workspace list` shows them)"),
-        Err(e) if is_forbidden(&e) => {}
-        Err(e) => return Err(Op::new("get", crate::session::WORKSPACES).name(&ws).err(e)),
+    match s.workspace(&ws).await {
+        // Not allowed to read it: the create says whether it exists.
+        Ok(_) | Err(Error::Forbidden(_)) => {}
+        Err(e) => return Err(e),
     }
     match s.list_projects(Some(&ws)).await {
         Ok(list) => {
@@ -102,7 +101,7 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     }
     if !a.timeout.is_zero() && !ready {
         let (_, reason, message) = ready_of(&project);
-        return Err(Error(format!(
+        return Err(Error::Message(format!(
             "project {name} is not Ready{}: {reason}: {message}",
             if is_stuck(&project) { String::new() } else { format!(" after {}", names::format_duration(a.timeout)) }
         )));
@@ -163,7 +162,7 @@ async fn wait_ready(s: &Session, name: &str, timeout: Duration) -> Result<Projec
         }
         Err(_) => {}
     }
-    s.get_project(name).await?.ok_or_else(|| Error(format!("project {name} was deleted while waiting for it")))
+    s.get_project(name).await?.ok_or_else(|| Error::Message(format!("project {name} was deleted while waiting for it")))
 }
 
 pub async fn set(s: &mut Session, a: &SetArgs) -> Result<()> {
@@ -223,7 +222,7 @@ pub fn activate(s: &mut Session, project: &Project, default: bool) -> Result<()>
         warn(format!("project {name} is not Ready yet: {reason}: {message}"));
     }
     if let Some(env) = &s.env_project {
-        warn(format!("{ENV_PROJECT}={env} is set: it overrides the active project until you unset it"));
+        warn(env_override(env));
     }
     Ok(())
 }
@@ -233,7 +232,7 @@ pub async fn list(s: &Session) -> Result<()> {
         Ok(p) => p,
         Err(e) if is_forbidden(&e) => {
             // Not allowed to list: show the active project, if it can be read.
-            warn(Op::new("list", PROJECTS).err(e).0);
+            warn(Op::new("list", PROJECTS).err(e).to_string());
             s.active_project(None).await.map(|(p, _)| vec![p]).unwrap_or_default()
         }
         Err(e) => return Err(Op::new("list", PROJECTS).err(e)),

@@ -6,10 +6,10 @@ use zenml_operator::api::Project;
 use super::project::indent;
 use super::{info, warn};
 use crate::bail;
-use crate::error::{Op, Result, is_forbidden};
+use crate::error::{Error, Op, Result, is_forbidden};
 use crate::kubeconfig;
 use crate::output::{self, Format, dash, print_doc};
-use crate::session::{ENV_PROJECT, PROJECTS, Session, WORKSPACES, namespace_of};
+use crate::session::{PROJECTS, Session, env_override, namespace_of};
 
 /// The context `workspace use` makes: `<cluster>-zenml-<workspace>`.
 pub fn context_name(cluster: &str, workspace: &str) -> String {
@@ -74,11 +74,7 @@ pub async fn describe(s: &Session, name: Option<&str>) -> Result<()> {
             None => bail!("no active workspace: name one (`kubectl zenml workspace list` shows them)"),
         },
     };
-    let ws = match s.workspaces().get_opt(&name).await {
-        Ok(Some(w)) => w,
-        Ok(None) => bail!("no workspace {name:?} (`kubectl zenml workspace list` shows them)"),
-        Err(e) => return Err(Op::new("get", WORKSPACES).name(&name).err(e)),
-    };
+    let ws = s.workspace(&name).await?;
     if s.format != Format::Table {
         return print_doc(s.format, &output::object_doc(&ws));
     }
@@ -149,11 +145,10 @@ pub async fn describe(s: &Session, name: Option<&str>) -> Result<()> {
 
 /// Switches to (creating or updating) the context `<cluster>-zenml-<workspace>`.
 pub async fn use_(s: &mut Session, workspace: &str) -> Result<()> {
-    match s.workspaces().get_opt(workspace).await {
-        Ok(Some(_)) => {}
-        Ok(None) => bail!("no workspace {workspace:?} (`kubectl zenml workspace list` shows them)"),
-        Err(e) if is_forbidden(&e) => {}
-        Err(e) => return Err(Op::new("get", WORKSPACES).name(workspace).err(e)),
+    match s.workspace(workspace).await {
+        // Not allowed to read it: the context can still be made.
+        Ok(_) | Err(Error::Forbidden(_)) => {}
+        Err(e) => return Err(e),
     }
     let projects = match s.list_projects(Some(workspace)).await {
         Ok(p) => p,
@@ -224,7 +219,7 @@ pub async fn use_(s: &mut Session, workspace: &str) -> Result<()> {
         ),
     }
     if let Some(env) = &s.env_project {
-        warn(format!("{ENV_PROJECT}={env} is set: it overrides the active project until you unset it"));
+        warn(env_override(env));
     }
     Ok(())
 }
