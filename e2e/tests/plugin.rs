@@ -722,3 +722,123 @@ async fn names_that_do_not_exist_are_errors_that_list_what_exists() {
     home.ok(&["audit", "--workspace", &ws]);
     home.ok(&["project", "describe", &id, "-w", &ws]);
 }
+
+/// Where `e2e/cluster krew` builds krew (once), or `KREW`.
+fn krew() -> PathBuf {
+    static KREW: OnceLock<PathBuf> = OnceLock::new();
+    KREW.get_or_init(|| {
+        if let Some(krew) = std::env::var_os("KREW").filter(|k| !k.is_empty()) {
+            return krew.into();
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster");
+        let out = run(Command::new(&script).arg("krew").stderr(std::process::Stdio::inherit()));
+        assert!(out.success(), "`e2e/cluster krew` failed; run it to see why, or set KREW to a krew binary");
+        PathBuf::from(out.stdout.trim())
+    })
+    .clone()
+}
+
+/// Packaged for krew as `plugin/krew/package` makes it, installed by krew from the local archive (no index, no
+/// network), run by kubectl from krew's bin directory, and `kubectl zenml <TAB>` completed by kubectl through the
+/// `kubectl_complete-zenml` the archive carries, set up as the manifest's caveats say.
+#[tokio::test]
+async fn installed_by_krew_and_completed_by_kubectl() {
+    let mut t = Cleanup::new();
+    let home = Home::new("krew");
+    let ws = unique("e2e-plg-krew");
+    t.workspace(&ws, json!({"displayName": "Krew test"}));
+    let (id, project) = zenml_id("Krew");
+    t.project(&project);
+    server_side_apply(&zenml_object("Project", &project, json!({"workspace": ws, "projectId": id})));
+
+    // The archive and its manifest, from the committed one.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pkg = home.dir.join("pkg");
+    let out = run_ok(
+        Command::new(root.join("plugin/krew/package"))
+            .arg("--bin")
+            .arg(plugin_bin())
+            .arg("--out")
+            .arg(&pkg)
+            .args(["--base-url", &format!("file://{}", pkg.display())]),
+    );
+    let (archive, manifest) = match out.lines().collect::<Vec<_>>()[..] {
+        [a, m] => (PathBuf::from(a), PathBuf::from(m)),
+        _ => panic!("plugin/krew/package printed {out:?}"),
+    };
+    let sha = run_ok(Command::new("sha256sum").arg(&archive));
+    let sha = sha.split_whitespace().next().unwrap();
+    let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let committed: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("plugin/krew/zenml.yaml")).unwrap()).unwrap();
+    let platform = &written["spec"]["platforms"][0];
+    assert_eq!(platform["sha256"], sha);
+    let file_name = archive.file_name().unwrap().to_str().unwrap();
+    assert_eq!(platform["uri"], format!("file://{}/{file_name}", pkg.display()));
+    let version = run_ok(Command::new(plugin_bin()).arg("--version"));
+    assert_eq!(written["spec"]["version"], format!("v{}", version.split_whitespace().nth(1).unwrap()));
+    let mut expected = committed.clone();
+    expected["spec"]["version"] = written["spec"]["version"].clone();
+    expected["spec"]["platforms"][0]["uri"] = platform["uri"].clone();
+    expected["spec"]["platforms"][0]["sha256"] = platform["sha256"].clone();
+    assert_eq!(written, expected, "only version, uri and sha256 differ from plugin/krew/zenml.yaml");
+
+    // krew install into a KREW_ROOT of its own; --manifest skips the index, --archive the download, and
+    // KREW_NO_UPGRADE_CHECK krew's look for a newer krew on GitHub.
+    let krew_root = home.dir.join("krew");
+    let bin = krew_root.join("bin");
+    let mut paths = vec![bin.clone()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let path = std::env::join_paths(paths).unwrap();
+    let krew_cmd = || {
+        let mut cmd = Command::new(krew());
+        cmd.env("KREW_ROOT", &krew_root).env("KREW_NO_UPGRADE_CHECK", "1").env("PATH", &path);
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    };
+    let out = run(krew_cmd()
+        .arg("install")
+        .arg(format!("--manifest={}", manifest.display()))
+        .arg(format!("--archive={}", archive.display())));
+    assert!(out.success(), "krew install failed:\n{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("Installed plugin: zenml"), "{}", out.stderr);
+    let installed = std::fs::canonicalize(bin.join("kubectl-zenml")).expect("krew links kubectl-zenml");
+    assert!(installed.starts_with(std::fs::canonicalize(&krew_root).unwrap().join("store/zenml")), "{installed:?}");
+    assert!(krew_root.join("receipts/zenml.yaml").exists(), "krew records the install");
+
+    // kubectl runs the installed plugin from krew's bin directory.
+    let user = |args: &[&str]| {
+        let mut cmd = kubectl();
+        cmd.env("KUBECONFIG", &home.config).env("PATH", &path).env_remove("ZENML_ACTIVE_PROJECT_ID");
+        cmd.args(args);
+        cmd
+    };
+    let listed = run(&mut user(&["plugin", "list", "--name-only"])).stdout;
+    assert!(listed.lines().any(|l| l.trim() == "kubectl-zenml"), "{listed}");
+    let workspaces: Value = serde_json::from_str(&run_ok(&mut user(&["zenml", "workspace", "list", "-o", "json"])))
+        .expect("one JSON document");
+    assert!(item_names(&workspaces).contains(&ws), "{workspaces}");
+
+    // Completion: the caveats' command puts kubectl_complete-zenml on PATH; kubectl asks it.
+    let caveats = written["spec"]["caveats"].as_str().unwrap();
+    let setup = caveats.lines().map(str::trim).find(|l| l.starts_with("cp ")).expect("a cp command in the caveats");
+    run_ok(Command::new("sh").args(["-c", setup]).env("KREW_ROOT", &krew_root).env("PATH", &path));
+    assert!(bin.join("kubectl_complete-zenml").exists(), "{setup}");
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut args = vec!["__complete", "zenml"];
+        args.extend(words);
+        let out = run_ok(&mut user(&args));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.last(), Some(&":4"), "no file names: {out}");
+        lines[..lines.len() - 1].iter().map(|l| l.split('\t').next().unwrap().to_owned()).collect()
+    };
+    let first = complete(&[""]);
+    for sub in ["project", "workspace", "member", "audit", "completion"] {
+        assert!(first.contains(&sub.to_owned()), "{sub} in {first:?}");
+    }
+    assert_eq!(complete(&["pro"]), ["project"]);
+    assert_eq!(complete(&["project", ""]), ["register", "set", "list", "describe"]);
+    assert_eq!(complete(&["project", "set", "-w", &ws, ""]), [project], "the projects of the workspace");
+    assert!(complete(&["workspace", "use", ""]).contains(&ws));
+    assert_eq!(complete(&["member", "add", "--role", "dev"]), ["developer"]);
+}

@@ -49,7 +49,8 @@ pub enum Command {
     Member(MemberCommand),
     /// Who has which role in which project, grants about to expire, and RoleBindings the operator does not manage.
     Audit(AuditArgs),
-    /// Print a shell completion script for kubectl-zenml.
+    /// Print a shell completion script for the command kubectl-zenml (`kubectl zenml <TAB>` is completed by
+    /// kubectl 1.26 and later through kubectl_complete-zenml on PATH).
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

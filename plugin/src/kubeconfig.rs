@@ -98,6 +98,20 @@ impl Files {
         self.existing().find_map(|f| named(f.doc.as_ref()?, "contexts", name)?.get("context"))
     }
 
+    /// The names of all contexts, in file order, each once.
+    pub fn context_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for f in self.existing() {
+            let contexts = f.doc.as_ref().and_then(|d| d.get("contexts")).and_then(Yaml::as_seq).unwrap_or_default();
+            for name in contexts.iter().filter_map(|c| c.get_str("name")) {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
     /// The current context: from the first file that sets a non-empty one.
     pub fn current_context(&self) -> Option<&str> {
         self.existing().find_map(|f| f.doc.as_ref()?.get_str("current-context").filter(|c| !c.is_empty()))
