@@ -1464,7 +1464,7 @@ impl Fixtures {
         let rbs = bs
             .iter()
             .map(|b| {
-                binding_builder::desired(b, Some(&p), Some(ws), true, &roles, now)
+                binding_builder::desired(b, Some(&p), Some(ws), true, &roles, now, &BTreeMap::new())
                     .map_err(|r| Error::from(format!("the benchmark's binding is refused: {}", r.reason())))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -1523,6 +1523,8 @@ impl Fixtures {
                         observed_generation: generation,
                         conditions: conditions::stamp(&[], vec![binding_controller::bound(rb, &b.spec)], generation),
                         role_binding: Some(rb.name_any()),
+                        // What the operator records on a first bind (the same size: a uid and a workspace).
+                        bound_to: Some(binding_builder::bound_to(b, &p, &BTreeMap::new())),
                     };
                     serde_json::json!({ "status": s })
                 };

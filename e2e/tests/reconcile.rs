@@ -125,6 +125,8 @@ struct Test {
     workspaces: Vec<String>,
     /// Namespaces that outlive their Project (Retain, released) or were never a Project's; deleted last.
     namespaces: Vec<String>,
+    /// ProjectRoleBindings; deleted first.
+    bindings: Vec<String>,
     /// Wait until these namespaces are gone (fixed names a later run reuses).
     wait_for_namespaces: bool,
     /// Runs first when the test ends (e.g. `kpt live destroy`).
@@ -141,6 +143,7 @@ impl Test {
             projects: Vec::new(),
             workspaces: Vec::new(),
             namespaces: Vec::new(),
+            bindings: Vec::new(),
             wait_for_namespaces: false,
             before_cleanup: None,
             quiet: Some(quiet),
@@ -181,6 +184,24 @@ impl Test {
     /// A Workspace with `spec`, applied.
     fn workspace(&mut self, name: &str, spec: Value) {
         self.apply(&zenml_object("Workspace", name, spec));
+    }
+
+    /// A ProjectRoleBinding, applied.
+    fn binding(&mut self, name: &str, spec: Value) {
+        self.bindings.push(name.to_owned());
+        server_side_apply(&zenml_object("ProjectRoleBinding", name, spec));
+    }
+
+    /// Waits until the binding's Ready has `status` and `reason`; returns its message.
+    async fn wait_binding(&self, name: &str, status: &str, reason: &str) -> String {
+        eventually(TIMEOUT, &format!("binding {name}: Ready={status} {reason}"), || async {
+            let b = kubectl_json(&["get", "projectrolebinding", name]);
+            match e2e::condition(&b, "Ready") {
+                Some(c) if c.status == status && c.reason == reason => Ok(c.message),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
     }
 
     /// A Project of `workspace` with `spec` (without `workspace`), applied.
@@ -279,9 +300,11 @@ impl Test {
             f();
         }
         let mut errors = Vec::new();
-        for (kind, names) in
-            [("project", std::mem::take(&mut self.projects)), ("workspace", std::mem::take(&mut self.workspaces))]
-        {
+        for (kind, names) in [
+            ("projectrolebinding", std::mem::take(&mut self.bindings)),
+            ("project", std::mem::take(&mut self.projects)),
+            ("workspace", std::mem::take(&mut self.workspaces)),
+        ] {
             errors.extend(delete_nowait(kind, &names).err());
             errors.extend(wait_gone(kind, &names, DELETE_TIMEOUT).err());
         }
@@ -1067,7 +1090,17 @@ async fn an_existing_namespace_is_refused_untouched_until_adopted_and_released_o
     assert!(ours.trim().is_empty(), "children created in a namespace that is not ours: {ours}");
 
     // Adoption is opt-in, on the namespace.
-    k(&["annotate", "namespace", &name, &format!("zenml.io/adopt={name}")]);
+    // Handed to a project of another workspace, it stays untouched: the handover names one workspace's project.
+    k(&["annotate", "namespace", &name, &format!("zenml.io/adopt=some-other-workspace/{name}")]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let project = t.wait_condition(&name, "Ready", "False", Some("NamespaceConflict")).await;
+    assert!(
+        condition(&project, "NamespaceReady").unwrap().message.contains(&format!("zenml.io/adopt={ws}/{name}")),
+        "the message gives the exact handover: {}",
+        conditions_of(&project)
+    );
+    assert_eq!(k(&["get", "configmap", "precious", "-n", &name, "-o", "json"]), cm_before);
+    k(&["annotate", "--overwrite", "namespace", &name, &format!("zenml.io/adopt={ws}/{name}")]);
     let project = t.wait_ready(&name).await;
     assert_eq!(project.status.as_ref().and_then(|s| s.namespace.as_deref()), Some(name.as_str()));
     let ns = t.namespace(&name).await.expect("namespace");
@@ -1088,10 +1121,128 @@ async fn an_existing_namespace_is_refused_untouched_until_adopted_and_released_o
         assert!(!l.contains_key(key), "{key} left on the released namespace: {l:?}");
     }
     assert_eq!(annotations(&ns).get("zenml.io/former-project"), Some(&name), "{:?}", annotations(&ns));
+    assert!(!annotations(&ns).contains_key("zenml.io/adopt"), "a handover is for one adoption: {:?}", annotations(&ns));
     let cm_after = cms.get("precious").await.expect("the ConfigMap is still there");
     assert_eq!(cm_after.metadata.uid, cm.metadata.uid);
     assert_eq!(cm_after.data, cm.data);
     t.wait_event(&name, "NamespaceRetained").await;
+}
+
+/// `kubectl auth can-i VERB RESOURCE -n NS --as=USER [--as-group=GROUP]`: the answer the API server gives that user.
+fn can_i(user: &str, group: Option<&str>, verb: &str, resource: &str, ns: &str) -> bool {
+    let mut cmd = kubectl();
+    cmd.args(["auth", "can-i", verb, resource, "-n", ns, &format!("--as={user}")]);
+    if let Some(g) = group {
+        cmd.arg(format!("--as-group={g}"));
+    }
+    run(&mut cmd).stdout.trim() == "yes"
+}
+
+/// The takeover: ownership was the label `zenml.io/project=<name>`, so a namespace left by a project instance
+/// that is gone (its finalizer removed by hand while no operator ran) went to any later Project of that name, in any
+/// workspace, whose admins then read its Secrets. Here such an orphan, labelled and annotated as the operator leaves
+/// its namespaces, with and without the uid recorded, is refused to a same-named project of another workspace and
+/// stays unreadable to that workspace's admins, until a cluster admin hands it over.
+#[tokio::test]
+async fn an_orphaned_namespace_is_never_taken_over_by_name() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-orphan-ws");
+    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": format!("{ws}-admins")}]}]}));
+    for (i, uid) in [Some("3f7c1f0e-0000-4000-8000-000000000001"), None].into_iter().enumerate() {
+        let name = unique(&format!("e2e-orphan-{i}"));
+        let mut annotations = json!({"zenml.io/applied-hash": "0123456789abcdef"});
+        if let Some(uid) = uid {
+            annotations["zenml.io/project-uid"] = json!(uid);
+        }
+        server_side_apply(&json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "annotations": annotations, "labels": {
+                "zenml.io/project": name, "zenml.io/workspace": "a-deleted-workspace",
+                MANAGED_BY: "zenml-operator",
+            }},
+        }));
+        t.namespaces.push(name.clone());
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = t.ns_api(&name);
+        let secret = serde_json::from_value(json!({"metadata": {"name": "model-keys"}, "stringData": {"k": "v"}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("a Secret");
+        let before = k(&["get", "namespace", &name, "-o", "json"]);
+
+        t.project(&name, &ws, json!({}));
+        let p = t.wait_condition(&name, "Ready", "False", Some("NamespaceConflict")).await;
+        let msg = &condition(&p, "NamespaceReady").unwrap().message;
+        assert!(msg.contains("another instance of project") && msg.contains("a-deleted-workspace"), "{msg}");
+        assert!(msg.contains(&format!("zenml.io/adopt={ws}/{name}")), "{msg}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(k(&["get", "namespace", &name, "-o", "json"]), before, "the orphan was modified");
+        assert!(
+            !can_i("bob", Some(&format!("{ws}-admins")), "get", "secrets", &name),
+            "the new project's admins read the orphan's Secrets"
+        );
+        let ours = k(&["get", "rolebindings", "-n", &name, "-l", MANAGED_SELECTOR, "-o", "name"]);
+        assert!(ours.trim().is_empty(), "the operator granted into the orphan: {ours}");
+    }
+}
+
+/// The resurrection: ProjectRoleBindings named their project by name and outlived it, so a same-named project
+/// of another workspace inherited them: the old admin became its admin, and an old cross-project grant let the new
+/// runner read the old workspace's project. Bound once, a binding belongs to that project instance (and its subject's).
+#[tokio::test]
+async fn a_binding_never_grants_into_a_later_project_of_the_same_name() {
+    let mut t = Test::new().await;
+    let (wa, wb) = (unique("e2e-life-a"), unique("e2e-life-b"));
+    let (rec, fd) = (unique("e2e-life-rec"), unique("e2e-life-fd"));
+    let (admin_b, share_b) = (unique("e2e-life-admin"), unique("e2e-life-share"));
+    t.workspace(&wa, json!({}));
+    t.workspace(&wb, json!({}));
+    t.project(&rec, &wa, json!({}));
+    t.project(&fd, &wa, json!({}));
+    t.binding(&admin_b, json!({"project": rec, "role": "admin", "subjects": [{"kind": "User", "name": "mallory"}]}));
+    t.binding(
+        &share_b,
+        json!({"project": fd, "role": "viewer", "subjects": [{"kind": "ServiceAccount", "name": "zenml-runner", "project": rec}]}),
+    );
+    t.wait_binding(&admin_b, "True", "Bound").await;
+    t.wait_binding(&share_b, "True", "Bound").await;
+    let runner = format!("system:serviceaccount:{rec}:zenml-runner");
+    assert!(can_i("mallory", None, "get", "pods", &rec));
+    assert!(can_i(&runner, None, "get", "configmaps", &fd));
+
+    k(&["delete", "project", &rec, "--wait=false"]);
+    t.wait_project_gone(&rec, DELETE_TIMEOUT).await;
+    t.wait_namespace_gone(&rec, DELETE_TIMEOUT).await;
+    // The same name, in another workspace.
+    t.project(&rec, &wb, json!({}));
+    t.wait_ready(&rec).await;
+    let msg = t.wait_binding(&admin_b, "False", "ProjectReplaced").await;
+    assert!(msg.contains(&wa) && msg.contains("delete this binding"), "{msg}");
+    let msg = t.wait_binding(&share_b, "False", "SubjectProjectReplaced").await;
+    assert!(msg.contains(&rec), "{msg}");
+    assert!(!can_i("mallory", None, "get", "pods", &rec), "the old admin administers the new project");
+    assert!(!can_i(&runner, None, "get", "configmaps", &fd), "the new runner reads the old workspace's project");
+    let granted = k(&["get", "rolebindings", "-n", &rec, "-l", "zenml.io/component=project-role-binding", "-o", "name"]);
+    assert!(granted.trim().is_empty(), "{granted}");
+}
+
+/// A ServiceAccount of another workspace's project is granted nothing unless both workspaces trust each other.
+#[tokio::test]
+async fn a_grant_across_workspaces_needs_both_to_trust_each_other() {
+    let mut t = Test::new().await;
+    let (wa, wb) = (unique("e2e-trust-a"), unique("e2e-trust-b"));
+    let (pa, pb, b) = (unique("e2e-trust-pa"), unique("e2e-trust-pb"), unique("e2e-trust-grant"));
+    t.workspace(&wa, json!({"trustedWorkspaces": [wb]}));
+    t.workspace(&wb, json!({}));
+    t.project(&pa, &wa, json!({}));
+    t.project(&pb, &wb, json!({}));
+    t.wait_ready(&pa).await;
+    t.wait_ready(&pb).await;
+    t.binding(&b, json!({"project": pa, "role": "viewer", "subjects": [{"kind": "ServiceAccount", "name": "zenml-runner", "project": pb}]}));
+    let msg = t.wait_binding(&b, "False", "CrossWorkspaceGrant").await;
+    assert!(msg.contains("trustedWorkspaces"), "{msg}");
+    let runner = format!("system:serviceaccount:{pb}:zenml-runner");
+    assert!(!can_i(&runner, None, "get", "configmaps", &pa));
+    t.workspace(&wb, json!({"trustedWorkspaces": [wa]}));
+    t.wait_binding(&b, "True", "Bound").await;
+    assert!(can_i(&runner, None, "get", "configmaps", &pa));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -394,7 +394,7 @@ async fn a_random_sequence_never_touches_what_is_not_ours() {
             }
             4 if untouched.contains_key(&target) && live.contains(&target) => {
                 // Someone allowed to hands the namespace over.
-                run_ok(kubectl().args(["annotate", "namespace", &target, &format!("zenml.io/adopt={target}")]));
+                run_ok(kubectl().args(["annotate", "namespace", &target, &format!("zenml.io/adopt={ws}/{target}")]));
                 untouched.remove(&target);
                 adopted.insert(target.clone());
                 format!("adopt namespace {target}")

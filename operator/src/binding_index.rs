@@ -20,35 +20,61 @@ pub struct BindingIndex {
 
 #[derive(Default)]
 struct Inner {
-    by_project: HashMap<String, BTreeSet<String>>,
-    project_of: HashMap<String, String>,
+    /// The project each binding grants in.
+    granted_in: Links,
+    /// The projects whose ServiceAccounts each binding names as subjects.
+    subjects: Links,
     /// A relist in progress: swapped in whole when it is done, as the cache itself is.
-    relisting: Option<HashMap<String, String>>,
+    relisting: Option<Vec<ProjectRoleBinding>>,
 }
 
-impl Inner {
-    fn insert(&mut self, binding: String, project: String) {
-        if let Some(old) = self.project_of.insert(binding.clone(), project.clone())
-            && old != project
-        {
-            self.unlink(&binding, &old);
+/// Bindings by project, and projects by binding.
+#[derive(Default)]
+struct Links {
+    by_project: HashMap<String, BTreeSet<String>>,
+    of: HashMap<String, Vec<String>>,
+}
+
+impl Links {
+    fn set(&mut self, binding: &str, projects: Vec<String>) {
+        self.remove(binding);
+        for p in &projects {
+            self.by_project.entry(p.clone()).or_default().insert(binding.to_owned());
         }
-        self.by_project.entry(project).or_default().insert(binding);
+        if !projects.is_empty() {
+            self.of.insert(binding.to_owned(), projects);
+        }
     }
 
     fn remove(&mut self, binding: &str) {
-        if let Some(project) = self.project_of.remove(binding) {
-            self.unlink(binding, &project);
+        for p in self.of.remove(binding).unwrap_or_default() {
+            if let Some(names) = self.by_project.get_mut(&p) {
+                names.remove(binding);
+                if names.is_empty() {
+                    self.by_project.remove(&p);
+                }
+            }
         }
     }
 
-    fn unlink(&mut self, binding: &str, project: &str) {
-        if let Some(names) = self.by_project.get_mut(project) {
-            names.remove(binding);
-            if names.is_empty() {
-                self.by_project.remove(project);
-            }
-        }
+    fn get(&self, project: &str) -> Vec<String> {
+        self.by_project.get(project).map(|names| names.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, b: &ProjectRoleBinding) {
+        let name = b.name_any();
+        self.granted_in.set(&name, vec![b.spec.project.clone()]);
+        let mut subjects: Vec<String> = crate::resources::binding::subject_projects(b).map(str::to_owned).collect();
+        subjects.sort();
+        subjects.dedup();
+        self.subjects.set(&name, subjects);
+    }
+
+    fn remove(&mut self, binding: &str) {
+        self.granted_in.remove(binding);
+        self.subjects.remove(binding);
     }
 }
 
@@ -57,28 +83,30 @@ impl BindingIndex {
     pub fn apply(&self, event: &watcher::Event<ProjectRoleBinding>) {
         let mut inner = self.inner.lock().expect("not poisoned");
         match event {
-            watcher::Event::Apply(b) => inner.insert(b.name_any(), b.spec.project.clone()),
+            watcher::Event::Apply(b) => inner.insert(b),
             watcher::Event::Delete(b) => inner.remove(&b.name_any()),
-            watcher::Event::Init => inner.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(b) => {
-                inner.relisting.get_or_insert_default().insert(b.name_any(), b.spec.project.clone());
-            }
+            watcher::Event::Init => inner.relisting = Some(Vec::new()),
+            watcher::Event::InitApply(b) => inner.relisting.get_or_insert_default().push(b.clone()),
             watcher::Event::InitDone => {
                 let listed = inner.relisting.take().unwrap_or_default();
-                let mut by_project: HashMap<String, BTreeSet<String>> = HashMap::new();
-                for (binding, project) in &listed {
-                    by_project.entry(project.clone()).or_default().insert(binding.clone());
+                inner.granted_in = Links::default();
+                inner.subjects = Links::default();
+                for b in &listed {
+                    inner.insert(b);
                 }
-                inner.by_project = by_project;
-                inner.project_of = listed;
             }
         }
     }
 
     /// The names of the bindings that name `project`.
     pub fn of(&self, project: &str) -> Vec<String> {
-        let inner = self.inner.lock().expect("not poisoned");
-        inner.by_project.get(project).map(|names| names.iter().cloned().collect()).unwrap_or_default()
+        self.inner.lock().expect("not poisoned").granted_in.get(project)
+    }
+
+    /// The names of the bindings that name a ServiceAccount of `project` as a subject: its creation or deletion
+    /// decides whether they may bind.
+    pub fn naming_subjects_of(&self, project: &str) -> Vec<String> {
+        self.inner.lock().expect("not poisoned").subjects.get(project)
     }
 }
 
@@ -114,5 +142,29 @@ mod tests {
         index.apply(&watcher::Event::InitDone);
         assert_eq!(index.of("p"), ["b4"]);
         assert!(index.of("q").is_empty(), "what the relist did not list is gone");
+    }
+
+    #[test]
+    fn follows_the_projects_whose_service_accounts_a_binding_names() {
+        use crate::api::{Subject, SubjectKind};
+        let sa = |project: &str| Subject {
+            kind: SubjectKind::ServiceAccount,
+            name: "zenml-runner".into(),
+            project: Some(project.into()),
+            namespace: None,
+        };
+        let index = BindingIndex::default();
+        let mut b = binding("share", "p");
+        b.spec.subjects = vec![sa("r"), sa("s"), sa("r")];
+        index.apply(&watcher::Event::Apply(b.clone()));
+        assert_eq!(
+            (index.naming_subjects_of("r"), index.naming_subjects_of("s")),
+            (vec!["share".into()], vec!["share".into()])
+        );
+        b.spec.subjects = vec![sa("s")];
+        index.apply(&watcher::Event::Apply(b.clone()));
+        assert!(index.naming_subjects_of("r").is_empty());
+        index.apply(&watcher::Event::Delete(b));
+        assert!(index.naming_subjects_of("s").is_empty() && index.of("p").is_empty());
     }
 }

@@ -19,8 +19,11 @@ pub const MANAGED_BY_VALUE: &str = "zenml-operator";
 /// Selector for every object the operator manages; watches of children use it so the caches hold nothing else.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator";
 
-/// Set on an existing namespace by someone allowed to annotate it, to hand it to the project of that name.
+/// Set on an existing namespace by someone allowed to annotate it, to hand it to one project instance: the value is
+/// `<workspace>/<project>`, so no project of another workspace can take it. Removed when the namespace is released.
 pub const ADOPT: &str = "zenml.io/adopt";
+/// The uid of the project instance a namespace belongs to: ownership, since names are reused and uids are not.
+pub const PROJECT_UID: &str = "zenml.io/project-uid";
 /// Left on a namespace the operator released (Retain, or an adopted namespace), naming the former project.
 pub const FORMER_PROJECT: &str = "zenml.io/former-project";
 /// Left on a namespace the operator released, naming the former project's workspace.

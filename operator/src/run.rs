@@ -356,14 +356,22 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let binding_controller = Controller::for_shared_stream(bindings_for_bindings, bindings.clone())
         // A project's namespace appearing (its status) or going makes its bindings grantable or not.
         .watches_shared_stream(projects_for_bindings, move |p| {
-            refs(bindings_of_project.bindings_of(&p.name_any()).into_iter())
+            let name = p.name_any();
+            let mut wake = refs(bindings_of_project.bindings_of(&name).into_iter());
+            // A project created or deleted decides whether the bindings naming its ServiceAccounts may bind.
+            wake.extend(bindings_of_project.binding_index.naming_subjects_of(&name).iter().map(|b| ObjectRef::new(b)));
+            wake
         })
-        // A workspace's allowed roles decide which bindings may exist.
+        // A workspace's allowed roles decide which bindings may exist, and its trusted workspaces which of them may
+        // name its projects' ServiceAccounts.
         .watches_shared_stream(spec_changes(workspaces_for_bindings, workspaces.clone()), move |ws| {
             let name = ws.name_any();
             let projects: std::collections::HashSet<String> =
                 projects_for_lookup.state().iter().filter(|p| p.spec.workspace == name).map(|p| p.name_any()).collect();
-            refs(bindings_of_workspace.state().into_iter().filter(|b| projects.contains(&b.spec.project)))
+            refs(bindings_of_workspace.state().into_iter().filter(|b| {
+                projects.contains(&b.spec.project)
+                    || crate::resources::binding::subject_projects(b).any(|p| projects.contains(p))
+            }))
         })
         // Drift on a RoleBinding a binding owns.
         .watches_shared_stream(rbs_for_bindings, |rb| {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use proptest::prelude::*;
 use zenml_operator::api::*;
 use zenml_operator::resources::budget::{self, Candidate, Verdict};
@@ -189,7 +189,11 @@ proptest! {
         let back: Vec<k8s_openapi::api::rbac::v1::RoleBinding> = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&back, &c.role_bindings);
         for b in &bindings {
-            if let Ok(rb) = binding::desired(b, Some(&p), Some(&w), true, &RoleMap::default(), Timestamp::now()) {
+            // Every subject's project exists, in the same workspace.
+            let peers = binding::subject_projects(b)
+                .map(|n| (n.to_owned(), binding::Peer { uid: format!("uid-{n}"), workspace: w.name_any(), trusts_back: false }))
+                .collect();
+            if let Ok(rb) = binding::desired(b, Some(&p), Some(&w), true, &RoleMap::default(), Timestamp::now(), &peers) {
                 check_meta(&rb.metadata, &name)?;
                 prop_assert!(allowed.contains(&rb.role_ref.name.as_str()));
             }

@@ -64,4 +64,21 @@ pub struct ProjectRoleBindingStatus {
     /// Name of the RoleBinding in the project namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_binding: Option<String>,
+    /// The project instances the binding belongs to, recorded when it first binds: names are reused, uids are not,
+    /// so it never binds into a later project of the same name (`ProjectReplaced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_to: Option<BoundTo>,
+}
+
+/// The project instances a binding is bound to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundTo {
+    /// The uid of the project the role is granted in.
+    pub project_uid: String,
+    /// Its workspace.
+    pub workspace: String,
+    /// The uid of each project whose ServiceAccount is a subject, by project name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub subject_projects: std::collections::BTreeMap<String, String>,
 }

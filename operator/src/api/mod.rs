@@ -13,7 +13,7 @@ mod project;
 pub mod schema;
 mod workspace;
 
-pub use binding::{ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
+pub use binding::{BoundTo, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
 pub use common::{
     BuiltinRole, DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject, SubjectKind,
 };

@@ -163,3 +163,13 @@ pub fn workspace_labels(_: &mut SchemaGenerator) -> Schema {
 pub fn dns_label(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL})
 }
+
+/// A set of DNS-1123 labels naming workspaces.
+pub fn dns_label_set(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL},
+    })
+}

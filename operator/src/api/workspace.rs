@@ -64,6 +64,12 @@ pub struct WorkspaceSpec {
     #[schemars(length(max = 64))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub roles: Vec<CustomRole>,
+    /// Workspaces whose projects' ServiceAccounts may be granted roles in this workspace's projects, and the other way
+    /// round. A ProjectRoleBinding naming a ServiceAccount of another workspace's project binds only when both
+    /// workspaces list each other here (`CrossWorkspaceGrant` otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::dns_label_set")]
+    pub trusted_workspaces: Vec<String>,
 }
 
 /// A role granted to subjects in every project of the workspace.

@@ -1,6 +1,7 @@
 //! The ProjectRoleBinding reconciler: one RoleBinding in the project namespace, only for roles the workspace allows,
 //! removed when the grant expires or the role stops being allowed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
-use crate::api::{ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
-use crate::labels;
-use crate::resources::binding::{Refusal, desired, role_binding_name};
+use crate::api::{BoundTo, Project, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
+use crate::resources::binding::{Peer, Refusal, bound_to, desired, role_binding_name, subject_projects};
+use crate::resources::project::namespace_is_ours;
 use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
@@ -31,16 +32,19 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let spec = &binding.spec;
     let project = s.projects.get(&ObjectRef::new(&spec.project)).filter(|p| p.meta().deletion_timestamp.is_none());
     let workspace = project.as_ref().and_then(|p| s.workspaces.get(&ObjectRef::new(&p.spec.workspace)));
+    // Ours for this project instance (by uid): an orphan left by a same-named project is never granted into.
     let namespace_ready = s.namespaces.get(&ObjectRef::new(&spec.project)).is_some_and(|ns| {
-        ns.labels().get(labels::PROJECT) == Some(&spec.project) && ns.meta().deletion_timestamp.is_none()
+        project.as_ref().is_some_and(|p| namespace_is_ours(&ns.metadata, p)) && ns.meta().deletion_timestamp.is_none()
     });
+    let peers = peers(&binding, project.as_deref(), ctx.as_ref());
     let now = Timestamp::now();
     let api: Api<ProjectRoleBinding> = Api::all(ctx.client.clone());
     let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
 
     let was_bound =
         binding.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == "Bound");
-    let wanted = desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now);
+    let wanted =
+        desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, &peers);
     // A RoleBinding of ours that vanished is restored, unless it went because its binding did: the garbage collector
     // deletes the RoleBinding of a deleted binding, and that deletion can reach us before the binding's own (another
     // watch), so the cached binding would grant again, for a moment, what was just revoked (bulk deletes of bindings
@@ -65,7 +69,9 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                         ctx.changed(&*binding, std::slice::from_ref(&change), "Apply", false).await;
                     }
                 }
-                write_status(&binding, &api, &ctx, bound(&rb, spec), Some(rb.name_any())).await?;
+                let project = project.as_deref().expect("a RoleBinding is only desired for an existing project");
+                let bound_to = Some(bound_to(&binding, project, &peers));
+                write_status(&binding, &api, &ctx, bound(&rb, spec), Some(rb.name_any()), bound_to).await?;
                 Ok(until_expiry(&binding, now))
             }
             Err(e) if e.api_code() == Some(403) => {
@@ -74,7 +80,8 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                     rb.role_ref.name,
                     e.api_message()
                 );
-                write_status(&binding, &api, &ctx, Cond::fail("Ready", "BindForbidden", msg), None).await?;
+                let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
+                write_status(&binding, &api, &ctx, Cond::fail("Ready", "BindForbidden", msg), None, keep).await?;
                 Ok(Action::requeue(Duration::from_secs(300)))
             }
             Err(e) => Err(e),
@@ -92,13 +99,31 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                 return Ok(Action::requeue(quiet));
             }
             let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
-            write_status(&binding, &api, &ctx, cond, None).await?;
+            let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
+            write_status(&binding, &api, &ctx, cond, None, keep).await?;
             // The project's namespace comes on another watch than the project itself, so the event that would wake
             // us may come first: a passing wait looks again soon (a cache read, no write).
             let again = if matches!(refusal, Refusal::ProjectNotReady(_)) { Duration::from_secs(5) } else { RESYNC };
             Ok(Action::requeue(again))
         }
     }
+}
+
+/// The projects whose ServiceAccounts the binding names, as the cache shows them (those being deleted are gone).
+fn peers(binding: &ProjectRoleBinding, project: Option<&Project>, ctx: &Context) -> BTreeMap<String, Peer> {
+    let s = &ctx.stores;
+    subject_projects(binding)
+        .filter_map(|name| {
+            let p = s.projects.get(&ObjectRef::new(name)).filter(|p| p.meta().deletion_timestamp.is_none())?;
+            let trusts_back = project.is_some_and(|mine| {
+                s.workspaces
+                    .get(&ObjectRef::new(&p.spec.workspace))
+                    .is_some_and(|w| w.spec.trusted_workspaces.contains(&mine.spec.workspace))
+            });
+            let peer = Peer { uid: p.uid().unwrap_or_default(), workspace: p.spec.workspace.clone(), trusts_back };
+            Some((name.to_owned(), peer))
+        })
+        .collect()
 }
 
 /// `Ready` of a binding whose RoleBinding `rb` is in force.
@@ -142,10 +167,14 @@ fn waiting_quietly(
     now: Timestamp,
 ) -> Option<Duration> {
     let grace = match refusal {
-        Refusal::ProjectNotFound => NOT_FOUND_GRACE,
+        Refusal::ProjectNotFound | Refusal::SubjectProjectNotFound(_) => NOT_FOUND_GRACE,
         Refusal::ProjectNotReady(_) if project_queued => QUEUED_GRACE,
         Refusal::ProjectNotReady(_) => NOT_READY_GRACE,
-        Refusal::RoleNotAllowed(_) | Refusal::Expired => return None,
+        Refusal::RoleNotAllowed(_)
+        | Refusal::Expired
+        | Refusal::ProjectReplaced { .. }
+        | Refusal::SubjectProjectReplaced(_)
+        | Refusal::CrossWorkspaceGrant { .. } => return None,
     };
     if binding.status.as_ref().is_some_and(|s| !s.conditions.is_empty()) {
         return None;
@@ -174,6 +203,7 @@ async fn write_status(
     ctx: &Context,
     ready: Cond,
     role_binding: Option<String>,
+    bound_to: Option<BoundTo>,
 ) -> Result<()> {
     let previous = binding.status.clone().unwrap_or_default();
     let generation = binding.meta().generation;
@@ -181,6 +211,7 @@ async fn write_status(
         observed_generation: generation,
         conditions: stamp(&previous.conditions, vec![ready.clone()], generation),
         role_binding,
+        bound_to,
     };
     if status == previous {
         return Ok(());

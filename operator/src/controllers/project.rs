@@ -207,14 +207,8 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
     if let Some(ns) = &live_ns {
         let ours = namespace_is_ours(ns, project);
-        let adopt = ns.annotations().get(labels::ADOPT) == Some(&name);
-        if !ours && !adopt {
-            let msg = format!(
-                "namespace {name:?} already exists and is not managed by zenml-operator, so it is left untouched; \
-                 to hand it to this project, annotate it: kubectl annotate namespace {name} {}={name}",
-                labels::ADOPT
-            );
-            return refuse(project, api, ctx, "NamespaceConflict", msg).await;
+        if !ours && !build::adoption_requested(&ns.metadata, project) {
+            return refuse(project, api, ctx, "NamespaceConflict", conflict_message(ns, project)).await;
         }
         if ns.meta().deletion_timestamp.is_some() {
             let msg = format!("namespace {name:?} is being deleted; it is recreated once it is gone");
@@ -280,19 +274,24 @@ struct Written {
     forbidden: Vec<String>,
 }
 
-/// Whether a namespace is this project's: it carries our project label, or (the label having been removed by hand)
-/// the project's status names it and it still carries our management label and fingerprint. The label is then
-/// restored like any other drift; a namespace we never managed has neither, so it is never taken.
 fn namespace_is_ours(ns: &PartialObjectMeta<Namespace>, project: &Project) -> bool {
+    build::namespace_is_ours(&ns.metadata, project)
+}
+
+/// Why a namespace is not this project's, and the explicit step that hands it over.
+fn conflict_message(ns: &PartialObjectMeta<Namespace>, project: &Project) -> String {
     let name = project.name_any();
-    if ns.labels().get(labels::PROJECT) == Some(&name) {
-        return true;
-    }
-    let named_in_status = project.status.as_ref().and_then(|s| s.namespace.as_ref()) == Some(&name);
-    named_in_status
-        && ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
-        && ns.annotations().contains_key(labels::APPLIED_HASH)
-        && !ns.annotations().contains_key(labels::FORMER_PROJECT)
+    let adopt = format!("kubectl annotate namespace {name} {}={}/{name}", labels::ADOPT, project.spec.workspace);
+    let held_by = ns.labels().get(labels::PROJECT).map(|_| {
+        let ws = ns.labels().get(labels::WORKSPACE).map_or("?", String::as_str);
+        let uid = ns.annotations().get(labels::PROJECT_UID).map_or("unrecorded", String::as_str);
+        format!("it was provisioned for another instance of project {name} (workspace {ws}, uid {uid}), not this one")
+    });
+    let why = held_by.unwrap_or_else(|| "it is not managed by zenml-operator".to_owned());
+    format!(
+        "namespace {name:?} already exists and {why}, so it is left untouched; to hand it, with everything in it, to \
+         this project, a cluster admin annotates it: {adopt}"
+    )
 }
 
 /// Applies every child that differs from the cache and deletes the ones this project no longer wants.
@@ -543,7 +542,7 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
         ctx.grants.forget(&name);
     }
     if let Some(ns) = ns {
-        let adopted = ns.annotations().get(labels::ADOPT) == Some(&name);
+        let adopted = ns.annotations().contains_key(labels::ADOPT);
         if project.spec.deletion_policy == DeletionPolicy::Retain || adopted {
             let revoked = release(project, ctx).await?;
             ctx.changed(project, &revoked, "Release", false).await;
@@ -556,10 +555,10 @@ async fn cleanup(project: &Project, api: &Api<Project>, ctx: &Context) -> Result
                 format!(
                     "namespace {name} is kept with its data because {why}; every access the operator granted in it is \
                      removed, its Pod Security labels, network walls, limits and quota stay (the quota counts in \
-                     workspace {}'s budget until the namespace is deleted); to make it a project again: kubectl \
-                     annotate namespace {name} {}={name}",
-                    project.spec.workspace,
-                    labels::ADOPT
+                     workspace {ws}'s budget until the namespace is deleted); to make it a project again: kubectl \
+                     annotate namespace {name} {}={ws}/{name}",
+                    labels::ADOPT,
+                    ws = project.spec.workspace,
                 ),
             )
             .await;
@@ -638,10 +637,17 @@ async fn release(project: &Project, ctx: &Context) -> Result<Vec<Change>> {
         "labels": enforced,
         "annotations": {labels::FORMER_PROJECT: name, labels::FORMER_WORKSPACE: project.spec.workspace},
     }});
-    Api::<Namespace>::all(c.clone())
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
+    let nss = Api::<Namespace>::all(c.clone());
+    nss.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
         .await
         .map_err(|e| Error::kube("release", "Namespace", &name, e))?;
+    // A handover is for one adoption: left in place, it would hand the namespace to the next project of that name.
+    if s.namespaces.get(&ObjectRef::new(&name)).is_some_and(|n| n.annotations().contains_key(labels::ADOPT)) {
+        let drop_adopt = json!({"metadata": {"annotations": {labels::ADOPT: null}}});
+        nss.patch(&name, &PatchParams::default(), &Patch::Merge(&drop_adopt))
+            .await
+            .map_err(|e| Error::kube("release", "Namespace", &name, e))?;
+    }
     Ok(changes)
 }
 

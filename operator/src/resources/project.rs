@@ -61,6 +61,35 @@ fn defaults(workspace: &Workspace) -> Option<&crate::api::ProjectDefaults> {
     workspace.spec.project_defaults.as_ref()
 }
 
+/// Whether a namespace belongs to this project instance. Ownership is the project's uid recorded on the namespace
+/// ([`labels::PROJECT_UID`]): a same-named project of another workspace, or one recreated after its predecessor's
+/// finalizer was removed by hand, finds an orphan it may not take until a cluster admin hands it over
+/// ([`adoption_requested`]). A namespace from before the uid was recorded is the project's only if the project's own
+/// status already names it (it provisioned it) and our workspace label agrees. Our project label removed by hand is
+/// restored like any other drift, when the rest still says the namespace is ours.
+pub fn namespace_is_ours(ns: &ObjectMeta, project: &Project) -> bool {
+    let name = project.name_any();
+    let get = |m: &Option<BTreeMap<String, String>>, k: &str| m.as_ref().and_then(|m| m.get(k)).cloned();
+    let named_in_status = project.status.as_ref().and_then(|s| s.namespace.as_ref()) == Some(&name);
+    let same_instance = match get(&ns.annotations, labels::PROJECT_UID) {
+        Some(uid) => project.meta().uid.as_ref() == Some(&uid),
+        None => named_in_status && get(&ns.labels, labels::WORKSPACE).as_ref() == Some(&project.spec.workspace),
+    };
+    if !same_instance || get(&ns.annotations, labels::FORMER_PROJECT).is_some() {
+        return false;
+    }
+    get(&ns.labels, labels::PROJECT).as_ref() == Some(&name)
+        || (named_in_status
+            && get(&ns.labels, labels::MANAGED_BY).as_deref() == Some(labels::MANAGED_BY_VALUE)
+            && get(&ns.annotations, labels::APPLIED_HASH).is_some())
+}
+
+/// Whether a cluster admin handed the namespace to this project: `zenml.io/adopt: <workspace>/<project>`.
+pub fn adoption_requested(ns: &ObjectMeta, project: &Project) -> bool {
+    let wanted = format!("{}/{}", project.spec.workspace, project.name_any());
+    ns.annotations.as_ref().and_then(|a| a.get(labels::ADOPT)) == Some(&wanted)
+}
+
 /// The network isolation a project gets: its own setting, else the workspace default, else Project.
 pub fn network_isolation(project: &Project, workspace: &Workspace) -> NetworkIsolation {
     project.spec.network_isolation.or_else(|| defaults(workspace).and_then(|d| d.network_isolation)).unwrap_or_default()
@@ -128,6 +157,9 @@ pub fn desired(
     }
     ns_labels.extend(child_labels(project, "namespace"));
     let mut ns_annotations = project.spec.namespace_annotations.clone();
+    if let Some(uid) = project.uid() {
+        ns_annotations.insert(labels::PROJECT_UID.to_owned(), uid);
+    }
     if let Some(id) = &project.spec.project_id {
         // Always as an annotation; as a label (for `-l zenml.io/project-id=...`) when the ID fits a label value:
         // ZenML allows IDs like `_fraud` that labels do not.
