@@ -1147,7 +1147,10 @@ fn can_i(user: &str, group: Option<&str>, verb: &str, resource: &str, ns: &str) 
 async fn an_orphaned_namespace_is_never_taken_over_by_name() {
     let mut t = Test::new().await;
     let ws = unique("e2e-orphan-ws");
-    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": format!("{ws}-admins")}]}]}));
+    t.workspace(
+        &ws,
+        json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": format!("{ws}-admins")}]}]}),
+    );
     for (i, uid) in [Some("3f7c1f0e-0000-4000-8000-000000000001"), None].into_iter().enumerate() {
         let name = unique(&format!("e2e-orphan-{i}"));
         let mut annotations = json!({"zenml.io/applied-hash": "0123456789abcdef"});
@@ -1163,7 +1166,8 @@ async fn an_orphaned_namespace_is_never_taken_over_by_name() {
         }));
         t.namespaces.push(name.clone());
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = t.ns_api(&name);
-        let secret = serde_json::from_value(json!({"metadata": {"name": "model-keys"}, "stringData": {"k": "v"}})).unwrap();
+        let secret =
+            serde_json::from_value(json!({"metadata": {"name": "model-keys"}, "stringData": {"k": "v"}})).unwrap();
         secrets.create(&PostParams::default(), &secret).await.expect("a Secret");
         let before = k(&["get", "namespace", &name, "-o", "json"]);
 
@@ -1219,7 +1223,8 @@ async fn a_binding_never_grants_into_a_later_project_of_the_same_name() {
     assert!(msg.contains(&rec), "{msg}");
     assert!(!can_i("mallory", None, "get", "pods", &rec), "the old admin administers the new project");
     assert!(!can_i(&runner, None, "get", "configmaps", &fd), "the new runner reads the old workspace's project");
-    let granted = k(&["get", "rolebindings", "-n", &rec, "-l", "zenml.io/component=project-role-binding", "-o", "name"]);
+    let granted =
+        k(&["get", "rolebindings", "-n", &rec, "-l", "zenml.io/component=project-role-binding", "-o", "name"]);
     assert!(granted.trim().is_empty(), "{granted}");
 }
 
