@@ -1176,7 +1176,8 @@ async fn members_cannot_open_the_network_wall_from_inside() {
     let mut t = Test::new().await;
     let ws = unique("e2e-acc-ws");
     let a = unique("e2e-acc-a");
-    t.workspace(&ws, json!({}));
+    // Isolated per workspace: the namespaces of the workspace are inside the wall.
+    t.workspace(&ws, json!({"projectDefaults": {"networkIsolation": "Workspace"}}));
     t.project(&a, &ws);
     let dev = User::new("dev", &[]);
     let dev_binding = unique("e2e-acc-dev");
@@ -1241,26 +1242,30 @@ async fn members_cannot_open_the_network_wall_from_inside() {
     widened["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
     assert_refused(&dev.replace(&widened), "developer widens a NetworkPolicy", WALLS_POLICY, RULE);
 
-    // A namespace isolated per project (the label only the operator and cluster admins can set) admits no other
-    // namespace; one without isolation has no wall to hold.
-    let label = |value: &str| {
-        let out = run(kubectl().args([
-            "label",
-            "namespace",
-            &a,
-            &format!("zenml.io/network-isolation={value}"),
-            "--overwrite",
-        ]));
-        assert!(out.success(), "label namespace {a}: {}", out.stderr);
+    // A namespace isolated per project admits no other namespace; one without isolation has no wall to hold. The
+    // operator labels the namespace with the project's isolation, which only it and cluster admins can change.
+    let isolate = |value: &'static str| {
+        let a = a.clone();
+        async move {
+            let patch = json!({"spec": {"networkIsolation": value}}).to_string();
+            let out = run(kubectl().args(["patch", "project", &a, "--type=merge", "-p", &patch]));
+            assert!(out.success(), "patch project {a}: {}", out.stderr);
+            e2e::eventually(RBAC_TIMEOUT, &format!("namespace {a} labelled {value}"), || async {
+                let ns = e2e::kubectl_json(&["get", "namespace", &a]);
+                let label = ns["metadata"]["labels"]["zenml.io/network-isolation"].as_str().map(str::to_owned);
+                if label.as_deref() == Some(value) { Ok(()) } else { Err(format!("{label:?}")) }
+            })
+            .await
+        }
     };
-    label("Project");
+    isolate("Project").await;
     assert_refused(
         &dev.create(&network_policy("workspace-wide", &a, same_workspace)),
         "developer admits the workspace into a project-isolated namespace",
         WALLS_POLICY,
         RULE,
     );
-    label("None");
+    isolate("None").await;
     assert_ok(
         &dev.create(&network_policy("allow-all", &a, open[0].1.clone())),
         "developer admits everyone where there is no wall",

@@ -108,6 +108,19 @@ fn default_values_render_a_hardened_highly_available_operator() {
             "ValidatingAdmissionPolicy/zenml-operator-binding-delegation",
             "ValidatingAdmissionPolicyBinding/zenml-operator-project-delegation",
             "ValidatingAdmissionPolicyBinding/zenml-operator-binding-delegation",
+            // The tenant rules (files/, see the README's threat model).
+            "ValidatingAdmissionPolicy/zenml-operator-protected-namespaces",
+            "ValidatingAdmissionPolicy/zenml-operator-service-account-impersonation",
+            "ValidatingAdmissionPolicy/zenml-operator-runner-identity",
+            "ValidatingAdmissionPolicy/zenml-operator-one-door-for-access",
+            "ValidatingAdmissionPolicy/zenml-operator-network-walls",
+            "ValidatingAdmissionPolicy/zenml-operator-managed-objects",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-protected-namespaces",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-service-account-impersonation",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-runner-identity",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-one-door-for-access",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-network-walls",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-managed-objects",
         ]),
     );
 
@@ -474,6 +487,9 @@ async fn helm_install_creates_every_object_and_uninstall_removes_them() {
         "selfService.createRole=false",
         "--set",
         &format!("selfService.groups={{{group}}}"),
+        // The release's tenant policies exempt its own operator; the tests' operator keeps working beside them.
+        "--set",
+        &format!("admissionPolicies.exemptUsers={{{}}}", operator::service_account_user()),
     ]));
     assert!(out.success(), "helm install failed:\n{}{}", out.stdout, out.stderr);
     eprintln!("helm install took {:?}", start.elapsed());

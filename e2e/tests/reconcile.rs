@@ -1250,6 +1250,66 @@ async fn a_grant_across_workspaces_needs_both_to_trust_each_other() {
     assert!(can_i(&runner, None, "get", "configmaps", &pa));
 }
 
+/// A binding whose role names a ClusterRole that does not exist says so, and binds once the ClusterRole appears.
+#[tokio::test]
+async fn a_binding_to_a_missing_cluster_role_says_so_until_it_exists() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-ghost-ws");
+    let (p, b, role) = (unique("e2e-ghost-p"), unique("e2e-ghost-b"), unique("e2e-ghost-role"));
+    t.workspace(&ws, json!({"roles": [{"name": "ghost", "clusterRole": role}]}));
+    t.project(&p, &ws, json!({}));
+    t.wait_ready(&p).await;
+    t.binding(&b, json!({"project": p, "role": "ghost", "subjects": [{"kind": "User", "name": "casper"}]}));
+    let msg = t.wait_binding(&b, "False", "RoleNotFound").await;
+    assert!(msg.contains(&role), "{msg}");
+    server_side_apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": role}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }));
+    let done = eventually(TIMEOUT, "the binding to leave RoleNotFound", || async {
+        let c = e2e::condition(&kubectl_json(&["get", "projectrolebinding", &b]), "Ready");
+        match c {
+            Some(c) if c.reason != "RoleNotFound" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    run(kubectl().args(["delete", "clusterrole", &role, "--ignore-not-found"]));
+    // Bound as cluster-admin; refused under the chart's permissions, which let the operator bind only listed roles.
+    let expected = if e2e::operator::impersonating() { "BindForbidden" } else { "Bound" };
+    assert_eq!(done.reason, expected, "{done:?}");
+}
+
+/// A ClusterRole that happens to carry the name of a workspace's delegation role, and is not ours, is never
+/// overwritten: the workspace says so.
+#[tokio::test]
+async fn someone_elses_cluster_role_with_a_delegation_name_is_left_alone() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-squat-ws");
+    let name = format!("zenml-workspace-{ws}");
+    server_side_apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+    }));
+    let before = k(&["get", "clusterrole", &name, "-o", "jsonpath={.metadata.resourceVersion} {.rules}"]);
+    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "g"}]}]}));
+    let wss = t.workspaces_api();
+    let c = eventually(TIMEOUT, "workspace DelegationReady=False NameConflict", || async {
+        let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
+        let c = w.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "DelegationReady").cloned());
+        match c {
+            Some(c) if c.reason == "NameConflict" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(c.message.contains(&name), "{}", c.message);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = k(&["get", "clusterrole", &name, "-o", "jsonpath={.metadata.resourceVersion} {.rules}"]);
+    run(kubectl().args(["delete", "clusterrole", &name, "--ignore-not-found"]));
+    assert_eq!(after, before, "someone else's ClusterRole was changed");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 6. Budget
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ pub const FINALIZER: &str = "zenml.io/finalizer";
 pub const WORKSPACE: &str = "zenml.io/workspace";
 pub const PROJECT: &str = "zenml.io/project";
 pub const PROJECT_ID: &str = "zenml.io/project-id";
+/// The project's network isolation on its namespace (`None`, `Project`, `Workspace`): the admission policy that keeps
+/// members from opening the wall reads it.
+pub const NETWORK_ISOLATION: &str = "zenml.io/network-isolation";
 /// What part of a project a child object is, so users and tests can find it (`zenml.io/component=quota`).
 pub const COMPONENT: &str = "zenml.io/component";
 /// The project role a RoleBinding grants (`admin`, `developer`, ...), for audits and `kubectl get -l`.

@@ -267,6 +267,13 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let (service_accounts, sa_stream) = children::<ServiceAccount>(&client);
     let (roles, role_stream) = children::<Role>(&client);
     let (cluster_roles, cr_stream) = cluster_children::<ClusterRole>(&client);
+    // Every ClusterRole's name (metadata only): whether the role a binding names exists.
+    let (role_names, role_names_writer) = reflector::store();
+    let role_name_stream = watcher(Api::<PartialObjectMeta<ClusterRole>>::all(client.clone()), everything())
+        .default_backoff()
+        .modify(strip)
+        .reflect(role_names_writer)
+        .touched_objects();
     let (cluster_role_bindings, crb_stream) = cluster_children::<ClusterRoleBinding>(&client);
 
     let stores = Stores {
@@ -282,6 +289,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         binding_index: binding_index.clone(),
         roles,
         cluster_roles,
+        role_names,
         cluster_role_bindings,
     };
     let (wake_tx, wake_rx) = mpsc::unbounded();
@@ -351,6 +359,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         .for_each(log_queue_errors::<Workspace, _>);
 
     let bindings_of_project = ctx.stores.clone();
+    let bindings_to_role = (ctx.stores.clone(), ctx.settings.roles.clone());
     let bindings_of_workspace = bindings.clone();
     let projects_for_lookup = projects.clone();
     let binding_controller = Controller::for_shared_stream(bindings_for_bindings, bindings.clone())
@@ -372,6 +381,11 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
                 projects.contains(&b.spec.project)
                     || crate::resources::binding::subject_projects(b).any(|p| projects.contains(p))
             }))
+        })
+        // A ClusterRole created or deleted decides whether the bindings whose role names it can bind.
+        .watches_stream(role_name_stream, move |role| {
+            let (stores, roles) = &bindings_to_role;
+            refs(stores.bindings_to_cluster_role(&role.name_any(), roles).into_iter())
         })
         // Drift on a RoleBinding a binding owns.
         .watches_shared_stream(rbs_for_bindings, |rb| {

@@ -79,15 +79,17 @@ pub struct ProjectSpec {
 }
 
 /// The runner ServiceAccount of a project.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerSpec {
-    /// Name of the ServiceAccount; defaults to `zenml-runner`.
+    /// Name of the ServiceAccount; defaults to `zenml-runner`. Never `default`: every pod that names no
+    /// ServiceAccount runs as `default`, so binding `edit` to it would hand the runner's rights to all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
+    #[x_kube(validation = kube::core::Rule::new("self != 'default'").message("runner.serviceAccountName may not be default: every pod without a serviceAccountName runs as default and would get the runner's rights; choose another name, or leave it unset for zenml-runner").reason(kube::core::Reason::FieldValueForbidden))]
     pub service_account_name: Option<String>,
     /// Annotations on the ServiceAccount, e.g. workload identity for artifact stores
     /// (`eks.amazonaws.com/role-arn`, `iam.gke.io/gcp-service-account`).

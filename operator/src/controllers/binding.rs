@@ -44,7 +44,14 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let was_bound =
         binding.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == "Bound");
     let wanted =
-        desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, &peers);
+        desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, &peers)
+            .and_then(|rb| {
+                // A RoleBinding to a ClusterRole that does not exist grants nothing and says nothing: say it.
+                match s.role_names.get(&ObjectRef::new(&rb.role_ref.name)) {
+                    Some(_) => Ok(rb),
+                    None => Err(Refusal::RoleNotFound(rb.role_ref.name.clone())),
+                }
+            });
     // A RoleBinding of ours that vanished is restored, unless it went because its binding did: the garbage collector
     // deletes the RoleBinding of a deleted binding, and that deletion can reach us before the binding's own (another
     // watch), so the cached binding would grant again, for a moment, what was just revoked (bulk deletes of bindings
@@ -171,6 +178,7 @@ fn waiting_quietly(
         Refusal::ProjectNotReady(_) if project_queued => QUEUED_GRACE,
         Refusal::ProjectNotReady(_) => NOT_READY_GRACE,
         Refusal::RoleNotAllowed(_)
+        | Refusal::RoleNotFound(_)
         | Refusal::Expired
         | Refusal::ProjectReplaced { .. }
         | Refusal::SubjectProjectReplaced(_)

@@ -43,6 +43,8 @@ pub struct Stores {
     pub binding_index: BindingIndex,
     pub roles: ChildStore<Role>,
     pub cluster_roles: Store<ClusterRole>,
+    /// Every ClusterRole, metadata only: whether a role a binding names exists.
+    pub role_names: Store<PartialObjectMeta<ClusterRole>>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
 }
 
@@ -60,6 +62,7 @@ impl Stores {
         wait(&self.bindings).await?;
         self.roles.ready().await;
         wait(&self.cluster_roles).await?;
+        wait(&self.role_names).await?;
         wait(&self.cluster_role_bindings).await
     }
 
@@ -72,6 +75,21 @@ impl Stores {
             .iter()
             .filter_map(|n| self.bindings.get(&ObjectRef::new(n)))
             .filter(|b| b.spec.project == project)
+            .collect()
+    }
+
+    /// Bindings whose role resolves to `cluster_role` (a scan: ClusterRoles come and go rarely).
+    pub fn bindings_to_cluster_role(&self, cluster_role: &str, roles: &RoleMap) -> Vec<Arc<ProjectRoleBinding>> {
+        self.bindings
+            .state()
+            .into_iter()
+            .filter(|b| {
+                let workspace = self
+                    .projects
+                    .get(&ObjectRef::new(&b.spec.project))
+                    .and_then(|p| self.workspaces.get(&ObjectRef::new(&p.spec.workspace)));
+                workspace.and_then(|w| roles.resolve(&w, &b.spec.role)).as_deref() == Some(cluster_role)
+            })
             .collect()
     }
 

@@ -57,8 +57,17 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     }
 
     finalizer::ensure(&api, &*workspace, &ctx.status_in_flight).await?;
-    let changes = write_delegation(&workspace, &ctx).await?;
-    ctx.changed(&*workspace, &changes, "Apply", false).await;
+    let delegation = match foreign_delegation(&workspace, &ctx).await? {
+        Some(conflict) => {
+            ctx.event(&*workspace, true, "NameConflict", "Apply", conflict.clone()).await;
+            Cond::fail("DelegationReady", "NameConflict", conflict)
+        }
+        None => {
+            let changes = write_delegation(&workspace, &ctx).await?;
+            ctx.changed(&*workspace, &changes, "Apply", false).await;
+            Cond::ok("DelegationReady", "Applied", "workspace admins may manage the workspace's projects")
+        }
+    };
     let decisions = super::project::decide(&ctx, &workspace);
     {
         let seen = ctx.verdicts_seen.lock().expect("not poisoned");
@@ -74,9 +83,42 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         .budget
         .as_ref()
         .map(|b| WorkspaceBudgetStatus { hard: b.hard.clone(), allocated: decisions.allocated.clone() });
-    let parts = vec![Cond::ok("ProjectsReady", "Accepted", format!("{} projects", projects.len()))];
+    let parts = vec![Cond::ok("ProjectsReady", "Accepted", format!("{} projects", projects.len())), delegation];
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Why the workspace's delegation objects cannot be written, if a ClusterRole or ClusterRoleBinding of their name
+/// exists and is not ours: the cache holds only our own (label-selected), so a name it lacks is asked for directly,
+/// once, before it is created. Someone else's object is never overwritten.
+async fn foreign_delegation(workspace: &Workspace, ctx: &Context) -> Result<Option<String>> {
+    let name = delegation_name(workspace);
+    let ours = |labels: &std::collections::BTreeMap<String, String>| {
+        labels.get(crate::labels::MANAGED_BY).map(String::as_str) == Some(crate::labels::MANAGED_BY_VALUE)
+    };
+    let mut foreign = Vec::new();
+    if ctx.stores.cluster_roles.get(&ObjectRef::new(&name)).is_none() {
+        let api: Api<ClusterRole> = Api::all(ctx.client.clone());
+        let live = api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", "ClusterRole", &name, e))?;
+        if live.is_some_and(|l| !ours(l.labels())) {
+            foreign.push(format!("ClusterRole {name}"));
+        }
+    }
+    if ctx.stores.cluster_role_bindings.get(&ObjectRef::new(&name)).is_none() && delegation(workspace).1.is_some() {
+        let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+        let live =
+            api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", "ClusterRoleBinding", &name, e))?;
+        if live.is_some_and(|l| !ours(l.labels())) {
+            foreign.push(format!("ClusterRoleBinding {name}"));
+        }
+    }
+    Ok((!foreign.is_empty()).then(|| {
+        format!(
+            "{} already exist(s) and is not managed by zenml-operator, so it is left untouched and the workspace's \
+             admins cannot manage its projects through it; rename or delete it (it is not ours to change)",
+            foreign.join(" and ")
+        )
+    }))
 }
 
 /// The workspace's delegation ClusterRole and ClusterRoleBinding, written only where they differ from the cache.

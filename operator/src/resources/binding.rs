@@ -24,6 +24,8 @@ pub enum Refusal {
     /// The project exists but its namespace is not provisioned (yet).
     ProjectNotReady(String),
     RoleNotAllowed(String),
+    /// The ClusterRole the role maps to does not exist.
+    RoleNotFound(String),
     /// A ServiceAccount subject names a project that does not exist.
     SubjectProjectNotFound(String),
     /// A ServiceAccount subject's project is another instance than the one the binding was bound to.
@@ -53,6 +55,7 @@ impl Refusal {
             Self::ProjectReplaced { .. } => "ProjectReplaced",
             Self::ProjectNotReady(_) => "ProjectNotReady",
             Self::RoleNotAllowed(_) => "RoleNotAllowed",
+            Self::RoleNotFound(_) => "RoleNotFound",
             Self::SubjectProjectNotFound(_) => "SubjectProjectNotFound",
             Self::SubjectProjectReplaced(_) => "SubjectProjectReplaced",
             Self::CrossWorkspaceGrant { .. } => "CrossWorkspaceGrant",
@@ -76,6 +79,11 @@ impl Refusal {
                 spec.project
             ),
             Self::ProjectNotReady(why) => format!("project {:?} is not provisioned yet: {why}", spec.project),
+            Self::RoleNotFound(cluster_role) => format!(
+                "role {:?} is the ClusterRole {cluster_role:?}, which does not exist; create it and the binding takes \
+                 effect by itself, or correct the workspace's spec.roles",
+                spec.role
+            ),
             Self::SubjectProjectNotFound(p) => format!(
                 "a ServiceAccount subject names project {p:?}, which does not exist; the binding grants nothing until it \
                  does (or remove the subject)"

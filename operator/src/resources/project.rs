@@ -156,6 +156,12 @@ pub fn desired(
         ns_labels.extend(d.namespace_labels.clone());
     }
     ns_labels.extend(child_labels(project, "namespace"));
+    let isolation = match network_isolation(project, workspace) {
+        NetworkIsolation::None => "None",
+        NetworkIsolation::Project => "Project",
+        NetworkIsolation::Workspace => "Workspace",
+    };
+    ns_labels.insert(labels::NETWORK_ISOLATION.to_owned(), isolation.to_owned());
     let mut ns_annotations = project.spec.namespace_annotations.clone();
     if let Some(uid) = project.uid() {
         ns_annotations.insert(labels::PROJECT_UID.to_owned(), uid);
