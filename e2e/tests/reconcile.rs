@@ -1310,6 +1310,25 @@ async fn someone_elses_cluster_role_with_a_delegation_name_is_left_alone() {
     assert_eq!(after, before, "someone else's ClusterRole was changed");
 }
 
+/// A project whose children the API server refuses still gets a status that says why (it used to stay without one,
+/// `Unknown` in `kubectl zenml project list`): here a LimitRange whose default exceeds its max, which the schema
+/// admits and the API server's LimitRange validation refuses.
+#[tokio::test]
+async fn a_project_whose_writes_fail_reports_why() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-fail-ws");
+    let p = unique("e2e-fail-p");
+    t.workspace(&ws, json!({}));
+    t.project(&p, &ws, json!({"limitRange": {"default": {"cpu": "2"}, "max": {"cpu": "1"}}}));
+    let project = t.wait_condition(&p, "Ready", "False", Some("ApplyFailed")).await;
+    let c = condition(&project, "NamespaceReady").expect("NamespaceReady");
+    assert!(c.message.contains("LimitRange") && c.message.contains("max"), "{}", conditions_of(&project));
+    assert_eq!(project.status.as_ref().and_then(|s| s.observed_generation), project.metadata.generation);
+    // Fixed, it becomes Ready by itself.
+    t.project(&p, &ws, json!({"limitRange": {"default": {"cpu": "1"}, "max": {"cpu": "1"}}}));
+    t.wait_ready(&p).await;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 6. Budget
 // ---------------------------------------------------------------------------------------------------------------
