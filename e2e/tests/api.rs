@@ -316,7 +316,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "a quantity of more than 19 digits",
-        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {projectDefaults: {quota: {hard: {requests.nvidia.com/gpu: '100000000000000000000000000000000000000000'}}}}",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {projectDefaults: {quota: {hard: {requests.nvidia.com/gpu: '1000000000000000000000000'}}}}",
         &["spec.projectDefaults.quota.hard.requests.nvidia.com/gpu", "should match"],
     ),
     (
