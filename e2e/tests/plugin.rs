@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use e2e::{
-    Output, delete_nowait, eventually, kubectl, operator, run, run_ok, server_side_apply, unique, wait_gone,
-    zenml_object,
+    Output, delete_nowait, eventually, kubectl, kubectl_json, operator, run, run_ok, run_stdin, server_side_apply,
+    unique, wait_gone, zenml_object,
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -523,7 +523,8 @@ async fn members_and_audit() {
     assert!(
         unmanaged.iter().any(|u| u["name"] == sneaky.as_str()
             && u["namespace"] == project.as_str()
-            && u["roleRef"] == "ClusterRole/edit"),
+            && u["roleRef"] == "ClusterRole/edit"
+            && u["reason"].as_str().is_some_and(|r| r.starts_with("not made by the operator"))),
         "{unmanaged:?}"
     );
     assert!(
@@ -541,6 +542,99 @@ async fn members_and_audit() {
     assert_eq!(narrow["expiring"], json!([]), "the grant expires in two days");
     let text = home.ok(&["audit", "-w", &ws]);
     assert!(text.contains(&sneaky) && text.contains("mallory") && text.contains(&team), "{text}");
+}
+
+/// The audit decides what is the operator's by comparing with what the operator wants, never by label (anyone allowed
+/// to edit RoleBindings can set one), and lists the access into a project namespace that does not come through
+/// ProjectRoleBindings (issue 17, #5 and #8): a RoleBinding carrying the operator's labels, copied onto it by a cluster
+/// admin (as from before the `zenml-one-door-for-access` policy, which refuses it to anyone else), granting `admin` to
+/// mallory; a long-lived token Secret for the runner. The operator's own RoleBindings (runner, workspace member,
+/// delegation, ProjectRoleBindings with a cross-project ServiceAccount subject) are not listed.
+#[tokio::test]
+async fn audit_lists_access_around_project_role_bindings() {
+    let mut t = Cleanup::new();
+    let home = Home::new("around");
+    let ws = unique("e2e-plg-around");
+    let admins = unique("e2e-plg-admins");
+    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": admins}]}]}));
+    let (id, project) = zenml_id("Around");
+    t.project(&project);
+    home.ok(&["project", "register", &id, "--workspace", &ws, "--timeout", WAIT]);
+    let (dev, viewer) = (unique("e2e-plg-dev"), unique("e2e-plg-view"));
+    t.binding(&dev);
+    t.binding(&viewer);
+    server_side_apply(&zenml_object(
+        "ProjectRoleBinding",
+        &dev,
+        json!({"project": project, "role": "developer", "subjects": [{"kind": "User", "name": unique("e2e-plg-alice")}]}),
+    ));
+    server_side_apply(&zenml_object(
+        "ProjectRoleBinding",
+        &viewer,
+        json!({"project": project, "role": "viewer", "subjects": [{"kind": "ServiceAccount", "name": "zenml-runner", "project": project}]}),
+    ));
+    for b in [&dev, &viewer] {
+        eventually(TIMEOUT, &format!("binding {b} bound"), || async {
+            get("prb", b, None).and_then(|p| p["status"]["roleBinding"].as_str().map(str::to_owned))
+        })
+        .await;
+    }
+
+    // The forgery: the runner RoleBinding's labels, on a RoleBinding no one asked for.
+    let runner = get("rolebinding", "zenml-runner", Some(&project)).expect("the runner's RoleBinding");
+    let labels = runner["metadata"]["labels"].clone();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "zenml-operator");
+    let forged = unique("e2e-plg-forged");
+    let rb = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": forged, "namespace": project, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}],
+    });
+    let out = run_stdin(kubectl().args(["create", "-f", "-"]), &rb.to_string());
+    assert!(out.success(), "creating the forged RoleBinding as cluster admin: {}", out.stderr);
+    // A long-lived token for the runner.
+    let token = unique("e2e-plg-token");
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": token, "namespace": project,
+                     "annotations": {"kubernetes.io/service-account.name": "zenml-runner"}},
+    });
+    let out = run_stdin(kubectl().args(["create", "-f", "-"]), &secret.to_string());
+    assert!(out.success(), "creating the token Secret as cluster admin: {}", out.stderr);
+
+    let audit = home.json(&["audit", "--workspace", &ws]);
+    let unmanaged = audit["unmanagedRoleBindings"].as_array().unwrap();
+    let names: Vec<&str> = unmanaged.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [forged.as_str()], "the forgery only, none of the operator's: {unmanaged:#?}");
+    let u = &unmanaged[0];
+    assert_eq!((u["namespace"].as_str(), u["roleRef"].as_str()), (Some(project.as_str()), Some("ClusterRole/admin")));
+    let reason = u["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("labelled as the operator's")
+            && reason.contains("ClusterRole/admin")
+            && reason.contains("mallory"),
+        "{reason}"
+    );
+    let ours =
+        kubectl_json(&["get", "rolebindings", "-n", &project, "-l", "app.kubernetes.io/managed-by=zenml-operator"]);
+    let ours = item_names(&ours);
+    for name in ["zenml-runner", "zenml-workspace-admin", "zenml-project-admin"] {
+        assert!(ours.iter().any(|n| n == name), "the operator made {name}: {ours:?}");
+    }
+    assert!(ours.iter().filter(|n| n.starts_with("zenml-prb-")).count() == 2, "{ours:?}");
+    let tokens = audit["tokenSecrets"].as_array().unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    assert_eq!(
+        (tokens[0]["namespace"].as_str(), tokens[0]["name"].as_str(), tokens[0]["serviceAccount"].as_str()),
+        (Some(project.as_str()), Some(token.as_str()), Some("zenml-runner"))
+    );
+    assert!(tokens[0]["age"].as_str().is_some_and(|a| !a.is_empty()) && tokens[0]["createdAt"].is_string());
+    let text = home.ok(&["audit", "-w", &ws]);
+    assert!(text.contains(&forged) && text.contains("labelled as the operator's") && text.contains(&token), "{text}");
 }
 
 /// A workspace admin (through a Group, with the base `zenml-self-service` right), as a kubeconfig user that

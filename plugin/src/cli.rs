@@ -47,7 +47,8 @@ pub enum Command {
     /// Grant and revoke project roles.
     #[command(subcommand)]
     Member(MemberCommand),
-    /// Who has which role in which project, grants about to expire, and RoleBindings the operator does not manage.
+    /// Who has which role in which project, grants about to expire, and access around ProjectRoleBindings: RoleBindings
+    /// the operator does not make (compared with what it wants, not by label) and long-lived token Secrets.
     Audit(AuditArgs),
     /// Print a shell completion script for the command kubectl-zenml (`kubectl zenml <TAB>` is completed by
     /// kubectl 1.26 and later through kubectl_complete-zenml on PATH).
@@ -170,6 +171,19 @@ pub struct AuditArgs {
     /// Grants that expire within this time are listed (e.g. 7d, 36h).
     #[arg(long, default_value = "7d", value_parser = duration)]
     pub expiring_within: std::time::Duration,
+    /// ClusterRole behind the project role `admin`: as the operator was started with (its flag of the same name, the
+    /// chart's `roles.admin`), or the operator's RoleBindings are listed as not the operator's.
+    #[arg(long, default_value = "admin", value_name = "CLUSTERROLE")]
+    pub admin_cluster_role: String,
+    /// ClusterRole behind the project role `developer` and the runner (the chart's `roles.developer`).
+    #[arg(long, default_value = "edit", value_name = "CLUSTERROLE")]
+    pub developer_cluster_role: String,
+    /// ClusterRole behind the project role `contributor` (the chart's `roles.contributor`).
+    #[arg(long, default_value = "zenml-project-contributor", value_name = "CLUSTERROLE")]
+    pub contributor_cluster_role: String,
+    /// ClusterRole behind the project role `viewer` (the chart's `roles.viewer`).
+    #[arg(long, default_value = "view", value_name = "CLUSTERROLE")]
+    pub viewer_cluster_role: String,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {

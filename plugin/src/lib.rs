@@ -4,7 +4,7 @@
 //! kubectl zenml project register|set|list|describe     ~ zenml project register|set|list|describe
 //! kubectl zenml workspace list|describe|use             ~ zenml workspace ...
 //! kubectl zenml member add|remove|list                  ProjectRoleBindings, one per (project, role, subject)
-//! kubectl zenml audit                                    who has what, what expires, what is unmanaged
+//! kubectl zenml audit                                    who has what, what expires, what goes around the operator
 //! ```
 //! `names` holds the pure naming rules, `kubeconfig` the kubectl-compatible kubeconfig editing, `session` the
 //! context and active project/workspace resolution, `commands` one module per command group.

@@ -207,6 +207,18 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// An age as kubectl shows it: the largest unit that fits, rounded down (`45s`, `12m`, `5h`, `3d`); seconds up to
+/// 2 minutes, minutes up to 3 hours, hours up to 2 days.
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s < 120 => format!("{s}s"),
+        _ if s < 3 * 3600 => format!("{}m", s / 60),
+        _ if s < 2 * 86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +338,15 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
         assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
         assert_eq!(format_duration(Duration::from_secs(61)), "61s");
+    }
+
+    #[test]
+    fn ages_as_kubectl_shows_them() {
+        let age_of = |s: u64| age(Duration::from_secs(s));
+        assert_eq!([age_of(0), age_of(119), age_of(120), age_of(3 * 3600 - 1)], ["0s", "119s", "2m", "179m"]);
+        assert_eq!(
+            [age_of(3 * 3600), age_of(2 * 86_400 - 1), age_of(2 * 86_400), age_of(400 * 86_400)],
+            ["3h", "47h", "2d", "400d"]
+        );
     }
 }
