@@ -1222,6 +1222,11 @@ async fn a_binding_never_grants_into_a_later_project_of_the_same_name() {
     let msg = t.wait_binding(&share_b, "False", "SubjectProjectReplaced").await;
     assert!(msg.contains(&rec), "{msg}");
     assert!(!can_i("mallory", None, "get", "pods", &rec), "the old admin administers the new project");
+    // Nor may the old admin manage the new project's bindings (and so make herself its admin).
+    assert!(
+        !can_i("mallory", None, "manage", "projectrolebindings.zenml.io", &rec),
+        "the old admin binding still delegates the new project's bindings"
+    );
     assert!(!can_i(&runner, None, "get", "configmaps", &fd), "the new runner reads the old workspace's project");
     let granted =
         k(&["get", "rolebindings", "-n", &rec, "-l", "zenml.io/component=project-role-binding", "-o", "name"]);

@@ -14,7 +14,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{delete_child, ensure_child};
 use super::conditions::{Cond, stamp};
 use super::context::Context;
-use crate::api::{BoundTo, Project, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
+use crate::api::{BoundTo, Project, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus, Workspace};
 use crate::resources::binding::{Peer, Refusal, bound_to, desired, role_binding_name, subject_projects};
 use crate::resources::project::namespace_is_ours;
 use crate::{Error, Result};
@@ -114,6 +114,23 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
             Ok(Action::requeue(again))
         }
     }
+}
+
+/// The project's bindings that its members count and its delegation Role follows: those that bind themselves, by the
+/// same verdict (right project instance, allowed role, not expired, subjects of the right instances and workspaces).
+/// A binding left from a deleted project of the same name must not make its admins this project's delegated admins.
+pub fn in_force(
+    ctx: &Context,
+    project: &Project,
+    workspace: &Workspace,
+    now: Timestamp,
+) -> Vec<Arc<ProjectRoleBinding>> {
+    let mut bindings = ctx.stores.bindings_of(&project.name_any());
+    bindings.retain(|b| {
+        let peers = peers(b, Some(project), ctx);
+        desired(b, Some(project), Some(workspace), true, &ctx.settings.roles, now, &peers).is_ok()
+    });
+    bindings
 }
 
 /// The projects whose ServiceAccounts the binding names, as the cache shows them (those being deleted are gone).

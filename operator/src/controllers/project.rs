@@ -231,9 +231,10 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     };
     let lost = live_ns.is_none() && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
 
-    let bindings = ctx.stores.bindings_of(&name);
+    let now = Timestamp::now();
+    let bindings = super::binding::in_force(ctx, project, &workspace, now);
     let bindings: Vec<&ProjectRoleBinding> = bindings.iter().map(|b| &**b).collect();
-    let children = desired(project, &workspace, &quota, &ctx.settings.roles, &bindings, Timestamp::now());
+    let children = desired(project, &workspace, &quota, &ctx.settings.roles, &bindings, now);
     let Written { changes, forbidden } = match write_children(project, &children, ctx).await {
         Ok(written) => written,
         Err(e) => {
