@@ -1334,6 +1334,55 @@ async fn a_project_whose_writes_fail_reports_why() {
     t.wait_ready(&p).await;
 }
 
+/// A workspace may lift the one-door and walls rules for its projects (labels the operator puts on their namespaces
+/// and the admission policies read), and may require a prefix on its projects' names.
+#[tokio::test]
+async fn a_workspace_can_lift_tenant_rules_and_require_a_name_prefix() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-exc-ws");
+    let (good, bad, admin) = (unique("e2e-exc-ok"), unique("e2e-exc-bad"), unique("e2e-exc-admin"));
+    let spec = |exceptions: Value| json!({"projectNamePrefix": "e2e-exc-ok-", "tenantRuleExceptions": exceptions});
+    t.workspace(&ws, spec(json!({"directAccess": true, "openNetworkPolicies": true})));
+    t.project(&bad, &ws, json!({}));
+    t.project(&good, &ws, json!({}));
+    let refused = t.wait_condition(&bad, "Ready", "False", Some("InvalidName")).await;
+    assert!(conditions_of(&refused).contains("\"e2e-exc-ok-\""), "{}", conditions_of(&refused));
+    assert!(t.namespace(&bad).await.is_none());
+    t.wait_ready(&good).await;
+    t.binding(&admin, json!({"project": good, "role": "admin", "subjects": [{"kind": "User", "name": "padmin"}]}));
+    t.wait_binding(&admin, "True", "Bound").await;
+    let as_admin = |args: &[&str], input: Option<&str>| {
+        let mut cmd = kubectl();
+        cmd.args(args).args(["-n", &good, "--as=padmin"]);
+        match input {
+            Some(i) => e2e::run_stdin(&mut cmd, i),
+            None => run(&mut cmd),
+        }
+    };
+    let grant = |name: &str| as_admin(&["create", "rolebinding", name, "--clusterrole=view", "--user=someone"], None);
+    let open = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "open"},
+        "spec": {"podSelector": {}, "ingress": [{}]}})
+    .to_string();
+    eventually(TIMEOUT, "the project admin's own RoleBinding admitted", || async {
+        let out = grant("direct");
+        if out.success() { Ok(()) } else { Err(out.stderr) }
+    })
+    .await;
+    let out = as_admin(&["create", "-f", "-"], Some(&open));
+    assert!(out.success(), "an open NetworkPolicy under openNetworkPolicies: {}", out.stderr);
+
+    // Without the exceptions, the rules hold again.
+    t.workspace(&ws, spec(json!({})));
+    let out = eventually(TIMEOUT, "the project admin's own RoleBinding refused", || async {
+        let out = grant("direct-again");
+        if out.success() { Err("admitted".to_owned()) } else { Ok(out) }
+    })
+    .await;
+    assert!(out.stderr.contains("ProjectRoleBindings only"), "{}", out.stderr);
+    let out = as_admin(&["create", "-f", "-"], Some(&open.replace("\"open\"", "\"open-again\"")));
+    assert!(!out.success() && out.stderr.contains("network wall"), "{}", out.stderr);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 6. Budget
 // ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ pub const PROJECT_ID: &str = "zenml.io/project-id";
 /// The project's network isolation on its namespace (`None`, `Project`, `Workspace`): the admission policy that keeps
 /// members from opening the wall reads it.
 pub const NETWORK_ISOLATION: &str = "zenml.io/network-isolation";
+/// `"true"` on a namespace whose workspace lets members grant access themselves (the one-door admission rule off).
+pub const ALLOW_DIRECT_ACCESS: &str = "zenml.io/allow-direct-access";
+/// `"true"` on a namespace whose workspace lets members open the network wall (the walls admission rule off).
+pub const ALLOW_OPEN_NETWORK_POLICIES: &str = "zenml.io/allow-open-network-policies";
 /// What part of a project a child object is, so users and tests can find it (`zenml.io/component=quota`).
 pub const COMPONENT: &str = "zenml.io/component";
 /// The project role a RoleBinding grants (`admin`, `developer`, ...), for audits and `kubectl get -l`.

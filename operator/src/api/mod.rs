@@ -19,8 +19,8 @@ pub use common::{
 };
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
 pub use workspace::{
-    CustomRole, ProjectDefaults, Workspace, WorkspaceBudget, WorkspaceBudgetStatus, WorkspaceMember, WorkspaceSpec,
-    WorkspaceStatus,
+    CustomRole, ProjectDefaults, TenantRuleExceptions, Workspace, WorkspaceBudget, WorkspaceBudgetStatus,
+    WorkspaceMember, WorkspaceSpec, WorkspaceStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{

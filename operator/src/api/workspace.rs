@@ -70,6 +70,28 @@ pub struct WorkspaceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::dns_label_set")]
     pub trusted_workspaces: Vec<String>,
+    /// When set, every project of this workspace must be named with this prefix (e.g. `ml-`), so that project names,
+    /// which are namespace names, say whose they are; others get Ready=False, reason InvalidName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = "^[a-z0-9][-a-z0-9]*$"))]
+    pub project_name_prefix: Option<String>,
+    /// Exceptions to the chart's tenant rules in this workspace's projects, for teams that need them; none by default.
+    /// Each becomes a label on the project namespaces that the admission policies read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_rule_exceptions: Option<TenantRuleExceptions>,
+}
+
+/// Exceptions to the tenant rules (see the README's threat model), per workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRuleExceptions {
+    /// Members may create RoleBindings and long-lived ServiceAccount token Secrets themselves (the one-door rule
+    /// off): access then no longer comes through ProjectRoleBindings only, and revoking one may not revoke it all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct_access: bool,
+    /// Members may create NetworkPolicies that admit peers from outside the isolation boundary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_network_policies: bool,
 }
 
 /// A role granted to subjects in every project of the workspace.

@@ -203,6 +203,14 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     if let Some(problem) = validate::project_name_problem(&name, &ctx.settings.protected_namespaces) {
         return refuse(project, api, ctx, "InvalidName", problem).await;
     }
+    if let Some(prefix) = workspace.spec.project_name_prefix.as_ref().filter(|p| !name.starts_with(p.as_str())) {
+        let msg = format!(
+            "workspace {} requires project names to start with {prefix:?} (spec.projectNamePrefix); recreate the \
+             project as {prefix}{name} or similar",
+            workspace.name_any()
+        );
+        return refuse(project, api, ctx, "InvalidName", msg).await;
+    }
 
     let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
     if let Some(ns) = &live_ns {

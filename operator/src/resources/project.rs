@@ -162,6 +162,15 @@ pub fn desired(
         NetworkIsolation::Workspace => "Workspace",
     };
     ns_labels.insert(labels::NETWORK_ISOLATION.to_owned(), isolation.to_owned());
+    let exceptions = workspace.spec.tenant_rule_exceptions.clone().unwrap_or_default();
+    for (on, key) in [
+        (exceptions.direct_access, labels::ALLOW_DIRECT_ACCESS),
+        (exceptions.open_network_policies, labels::ALLOW_OPEN_NETWORK_POLICIES),
+    ] {
+        if on {
+            ns_labels.insert(key.to_owned(), "true".to_owned());
+        }
+    }
     let mut ns_annotations = project.spec.namespace_annotations.clone();
     if let Some(uid) = project.uid() {
         ns_annotations.insert(labels::PROJECT_UID.to_owned(), uid);
