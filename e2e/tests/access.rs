@@ -1065,12 +1065,9 @@ async fn a_contributor_never_runs_as_or_mints_tokens_for_the_runner() {
     );
 }
 
-/// Access to a project goes through ProjectRoleBindings only, so revoking one sticks: a project admin can create
-/// neither a RoleBinding of its own (to `admin`, or to the delegation Role) nor a long-lived token; the operator still
-/// makes its RoleBindings, and cluster admins still may.
-#[tokio::test]
-async fn only_the_operator_grants_access_in_a_project() {
-    let mut t = Test::new().await;
+/// A Ready project of a new workspace with a bound project admin (`padmin`) and developer (`dev`); returns the
+/// project, the two users and the developer's ProjectRoleBinding.
+async fn admin_and_developer(t: &mut Test) -> (String, User, User, String) {
     let ws = unique("e2e-acc-ws");
     let a = unique("e2e-acc-a");
     t.workspace(&ws, json!({}));
@@ -1083,6 +1080,16 @@ async fn only_the_operator_grants_access_in_a_project() {
     t.wait_project_ready(&a).await;
     t.wait_bound(&admin_binding, "admin").await;
     t.wait_bound(&dev_binding, "edit").await;
+    (a, project_admin, dev, dev_binding)
+}
+
+/// Access to a project goes through ProjectRoleBindings only, so revoking one sticks: a project admin can create
+/// neither a RoleBinding of its own (to `admin`, or to the delegation Role) nor a long-lived token; the operator still
+/// makes its RoleBindings, and cluster admins still may.
+#[tokio::test]
+async fn only_the_operator_grants_access_in_a_project() {
+    let mut t = Test::new().await;
+    let (a, project_admin, dev, _) = admin_and_developer(&mut t).await;
     project_admin.wait_can(&["create", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
     dev.wait_can(&["create", "secrets", "-n", &a], true, RBAC_TIMEOUT).await;
     const RULE: &str = "rule: in project namespaces access is granted through ProjectRoleBindings only";
@@ -1280,18 +1287,7 @@ async fn members_cannot_open_the_network_wall_from_inside() {
 #[tokio::test]
 async fn tenants_cannot_change_or_delete_what_the_operator_made() {
     let mut t = Test::new().await;
-    let ws = unique("e2e-acc-ws");
-    let a = unique("e2e-acc-a");
-    t.workspace(&ws, json!({}));
-    t.project(&a, &ws);
-    let project_admin = User::new("padmin", &[]);
-    let dev = User::new("dev", &[]);
-    let (admin_binding, dev_binding) = (unique("e2e-acc-admin"), unique("e2e-acc-dev"));
-    t.binding(&admin_binding, &a, "admin", json!([project_admin.subject()]));
-    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
-    t.wait_project_ready(&a).await;
-    t.wait_bound(&admin_binding, "admin").await;
-    t.wait_bound(&dev_binding, "edit").await;
+    let (a, project_admin, dev, dev_binding) = admin_and_developer(&mut t).await;
     project_admin.wait_can(&["delete", "rolebindings", "-n", &a], true, RBAC_TIMEOUT).await;
     dev.wait_can(&["delete", "serviceaccounts", "-n", &a], true, RBAC_TIMEOUT).await;
     const RULE: &str = "rule: objects labelled app.kubernetes.io/managed-by=zenml-operator belong to the operator";
