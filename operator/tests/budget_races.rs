@@ -78,6 +78,9 @@ struct Sim {
     namespaces: BTreeSet<String>,
     cache: BTreeMap<String, CachedQuota>,
     cached_namespaces: BTreeSet<String>,
+    /// Namespaces deleted since the watch last delivered them: the watch delivers every event in order, so their
+    /// deletion reaches the cache even if their creation never did.
+    deleted: BTreeSet<String>,
     writes: BTreeMap<String, Vec<CachedQuota>>,
     sent: HashMap<String, Sent>,
     clock: i64,
@@ -191,7 +194,7 @@ impl Sim {
     }
 
     fn deliver(&mut self, ns: &str) {
-        if self.cached_namespaces.contains(ns) && !self.namespaces.contains(ns) {
+        if self.deleted.remove(ns) {
             // The watch delivers the namespace's deletion: what was granted there is gone with it.
             self.sent.remove(ns);
         }
@@ -231,9 +234,16 @@ impl Sim {
                 self.land_all(&n);
                 let Some(x) = self.projects.get_mut(&n).filter(|x| !x.deleting) else { return };
                 if retain {
-                    // Released: the quota stays in force, no longer the project's, still the workspace's.
-                    if let Some(q) = self.truth.get_mut(&n) {
-                        q.controller = None;
+                    // Released: the quota stays in force, no longer the project's, still the workspace's. A grant
+                    // whose namespace never came to be (its write failed) is forgotten once the API server says so.
+                    match self.truth.get_mut(&n) {
+                        Some(q) => q.controller = None,
+                        None if !self.namespaces.contains(&n) => {
+                            if self.sent.get(&n).is_some_and(|e| e.project_uid == x.uid) {
+                                self.sent.remove(&n);
+                            }
+                        }
+                        None => {}
                     }
                     self.projects.remove(&n);
                 } else {
@@ -244,7 +254,9 @@ impl Sim {
                 let n = name(p);
                 if self.projects.get(&n).is_some_and(|x| x.deleting) || !self.projects.contains_key(&n) {
                     self.truth.remove(&n);
-                    self.namespaces.remove(&n);
+                    if self.namespaces.remove(&n) {
+                        self.deleted.insert(n.clone());
+                    }
                     if let Some(x) = self.projects.get(&n).filter(|x| x.deleting) {
                         // The cleanup finishes once the API server says the namespace is gone, and forgets its grant.
                         if self.sent.get(&n).is_some_and(|e| e.project_uid == x.uid) {
