@@ -238,10 +238,10 @@ impl Sim {
                     // whose namespace never came to be (its write failed) is forgotten once the API server says so.
                     match self.truth.get_mut(&n) {
                         Some(q) => q.controller = None,
-                        None if !self.namespaces.contains(&n) => {
-                            if self.sent.get(&n).is_some_and(|e| e.project_uid == x.uid) {
-                                self.sent.remove(&n);
-                            }
+                        None if !self.namespaces.contains(&n)
+                            && self.sent.get(&n).is_some_and(|e| e.project_uid == x.uid) =>
+                        {
+                            self.sent.remove(&n);
                         }
                         None => {}
                     }
