@@ -10,6 +10,24 @@ CLUSTER := e2e/cluster
 ## test: everything CI checks
 test: fmt-check clippy unit e2e
 
+## LOCAL_CLUSTER (shell): unless KUBECONFIG names a cluster, start the local one (e2e/cluster up) and point KUBECONFIG
+## at it. K8S_VERSION picks its Kubernetes version (default: the one e2e/k8s/go.mod pins; e2e/cluster builds any other
+## once, into ~/.cache/zenml-operator/k8s/<version>). A local cluster already up with another version is an error,
+## never silently tested instead (`make cluster-down` first); without K8S_VERSION the running one's version is exported,
+## so the tests' `e2e/cluster restart` starts the same binaries again.
+LOCAL_CLUSTER = if [[ -z "$${KUBECONFIG:-}" ]]; then \
+		running=; \
+		if $(CLUSTER) status >/dev/null 2>&1; then \
+			running=$$(readlink e2e/.cluster/kubectl | sed -n 's|.*/k8s/\([^/]*\)/bin/kubectl$$|\1|p'); \
+		fi; \
+		if [[ -n "$${K8S_VERSION:-}" && -n "$$running" && "$$running" != "$${K8S_VERSION\#v}" ]]; then \
+			echo "the local cluster runs Kubernetes v$$running, not v$${K8S_VERSION\#v}: make cluster-down first" >&2; \
+			exit 1; \
+		fi; \
+		export K8S_VERSION="$${K8S_VERSION:-$$running}"; \
+		$(CLUSTER) up; eval "$$($(CLUSTER) env)"; \
+	fi
+
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
@@ -25,13 +43,15 @@ unit:
 ## lacks fails a test; ZENML_E2E_IMPERSONATE=0 runs them as cluster-admin instead.
 ## On the local cluster, `make demo`'s operator is stopped first (and says so): the tests' own operator,
 ## of this build, must lead. The kpt test removes the demo's examples if only the demo made them.
+## --no-fail-fast: one failing test binary does not hide the results of the others (a run takes many minutes).
+## K8S_VERSION=x.y.z (`make test K8S_VERSION=1.37.2`) runs them on another Kubernetes version: see LOCAL_CLUSTER.
 ZENML_E2E_IMPERSONATE ?= 1
 e2e:
 	$(CARGO) build -p zenml-operator -p kubectl-zenml
 	export HELM="$${HELM:-$$($(CLUSTER) helm)}"; \
-	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
+	$(LOCAL_CLUSTER); \
 	e2e/demo stop; \
-	ZENML_E2E_IMPERSONATE=$(ZENML_E2E_IMPERSONATE) $(CARGO) test -p e2e -- --test-threads=4
+	ZENML_E2E_IMPERSONATE=$(ZENML_E2E_IMPERSONATE) $(CARGO) test -p e2e --no-fail-fast -- --test-threads=4
 
 cluster-up:
 	$(CLUSTER) up
@@ -63,6 +83,6 @@ lint-chart:
 N ?= 1000
 bench:
 	$(CARGO) build --profile production -p zenml-operator
-	if [[ -z "$${KUBECONFIG:-}" ]]; then $(CLUSTER) up; eval "$$($(CLUSTER) env)"; fi; \
+	$(LOCAL_CLUSTER); \
 	ZENML_OPERATOR_BIN="$(CURDIR)/target/production/zenml-operator" \
 		$(CARGO) run --release -p e2e --bin bench -- --projects $(N) $(BENCH_ARGS)
