@@ -1285,34 +1285,47 @@ async fn a_binding_to_a_missing_cluster_role_says_so_until_it_exists() {
     assert_eq!(done.reason, expected, "{done:?}");
 }
 
-/// A ClusterRole that happens to carry the name of a workspace's delegation role, and is not ours, is never
-/// overwritten: the workspace says so.
+/// A ClusterRole or ClusterRoleBinding that happens to carry the name of a workspace's delegation objects, and is not
+/// ours, is never overwritten: the workspace says so. (The two kinds are checked two ways: every ClusterRole's
+/// metadata is cached, a ClusterRoleBinding is asked for.)
 #[tokio::test]
 async fn someone_elses_cluster_role_with_a_delegation_name_is_left_alone() {
     let mut t = Test::new().await;
-    let ws = unique("e2e-squat-ws");
-    let name = format!("zenml-workspace-{ws}");
-    server_side_apply(&json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": name}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
-    }));
-    let before = k(&["get", "clusterrole", &name, "-o", "jsonpath={.metadata.resourceVersion} {.rules}"]);
-    t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "g"}]}]}));
     let wss = t.workspaces_api();
-    let c = eventually(TIMEOUT, "workspace DelegationReady=False NameConflict", || async {
-        let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
-        let c = w.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "DelegationReady").cloned());
-        match c {
-            Some(c) if c.reason == "NameConflict" => Ok(c),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    assert!(c.message.contains(&name), "{}", c.message);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = k(&["get", "clusterrole", &name, "-o", "jsonpath={.metadata.resourceVersion} {.rules}"]);
-    run(kubectl().args(["delete", "clusterrole", &name, "--ignore-not-found"]));
-    assert_eq!(after, before, "someone else's ClusterRole was changed");
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let ws = unique("e2e-squat-ws");
+        let name = format!("zenml-workspace-{ws}");
+        let squatter = match kind {
+            "ClusterRole" => json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+            }),
+            _ => json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "auditors"}],
+            }),
+        };
+        server_side_apply(&squatter);
+        let lower = kind.to_lowercase();
+        let snapshot = || k(&["get", &lower, &name, "-o", "jsonpath={.metadata.resourceVersion}"]);
+        let before = snapshot();
+        t.workspace(&ws, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "g"}]}]}));
+        let c = eventually(TIMEOUT, &format!("{kind}: workspace DelegationReady=False NameConflict"), || async {
+            let w = wss.get(&ws).await.map_err(|e| format!("{e}"))?;
+            let c = w.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "DelegationReady").cloned());
+            match c {
+                Some(c) if c.reason == "NameConflict" => Ok(c),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(c.message.contains(&format!("{kind} {name}")), "{}", c.message);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = snapshot();
+        run(kubectl().args(["delete", &lower, &name, "--ignore-not-found"]));
+        assert_eq!(after, before, "someone else's {kind} was changed");
+    }
 }
 
 /// A project whose children the API server refuses still gets a status that says why (it used to stay without one,
@@ -1580,6 +1593,10 @@ async fn what_is_held_is_never_granted_again_whatever_the_names() {
     let suffix = unique("");
     let (zz, aa) = (format!("zz{suffix}"), format!("aa{suffix}"));
     t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
+    // Both creations in one second (creation times have a resolution of one: the old tie was broken by name), as
+    // near as a test can make it: start at the top of a second.
+    let into_second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1000 - into_second))).await;
     t.project(&zz, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));
     wait_cpu(&t.client, &zz, "10").await;
     t.project(&aa, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}}));

@@ -89,20 +89,17 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
 }
 
 /// Why the workspace's delegation objects cannot be written, if a ClusterRole or ClusterRoleBinding of their name
-/// exists and is not ours: the cache holds only our own (label-selected), so a name it lacks is asked for directly,
-/// once, before it is created. Someone else's object is never overwritten.
+/// exists and is not ours. Every ClusterRole's metadata is cached (`role_names`); ClusterRoleBindings only our own
+/// (label-selected), so a binding name that cache lacks is asked for directly, once, before it is created. Someone
+/// else's object is never overwritten.
 async fn foreign_delegation(workspace: &Workspace, ctx: &Context) -> Result<Option<String>> {
     let name = delegation_name(workspace);
     let ours = |labels: &std::collections::BTreeMap<String, String>| {
         labels.get(crate::labels::MANAGED_BY).map(String::as_str) == Some(crate::labels::MANAGED_BY_VALUE)
     };
     let mut foreign = Vec::new();
-    if ctx.stores.cluster_roles.get(&ObjectRef::new(&name)).is_none() {
-        let api: Api<ClusterRole> = Api::all(ctx.client.clone());
-        let live = api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", "ClusterRole", &name, e))?;
-        if live.is_some_and(|l| !ours(l.labels())) {
-            foreign.push(format!("ClusterRole {name}"));
-        }
+    if ctx.stores.role_names.get(&ObjectRef::new(&name)).is_some_and(|r| !ours(r.labels())) {
+        foreign.push(format!("ClusterRole {name}"));
     }
     if ctx.stores.cluster_role_bindings.get(&ObjectRef::new(&name)).is_none() && delegation(workspace).1.is_some() {
         let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
