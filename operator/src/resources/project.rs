@@ -584,4 +584,37 @@ mod tests {
     fn the_same_input_gives_the_same_objects() {
         assert_eq!(build(&project(), &workspace(), &[]), build(&project(), &workspace(), &[]));
     }
+
+    #[test]
+    fn a_namespace_is_one_project_instance_s_and_a_handover_names_one_workspace() {
+        let mut p = project();
+        p.metadata.uid = Some("uid-1".into());
+        let w = workspace();
+        let mut ns =
+            desired(&p, &w, &ResourceList::new(), &RoleMap::default(), &[], Timestamp::now()).namespace.metadata;
+        assert!(namespace_is_ours(&ns, &p), "what we made is ours");
+        // Another instance of the same name, in any workspace, finds an orphan.
+        let mut later = p.clone();
+        later.metadata.uid = Some("uid-2".into());
+        assert!(!namespace_is_ours(&ns, &later));
+        later.spec.workspace = "other".into();
+        assert!(!namespace_is_ours(&ns, &later));
+        // Without a recorded uid (made before it was recorded): only the project whose status names it, in our
+        // workspace.
+        ns.annotations.as_mut().unwrap().remove(labels::PROJECT_UID);
+        assert!(!namespace_is_ours(&ns, &p), "a project that never provisioned it");
+        p.status = Some(crate::api::ProjectStatus { namespace: Some("fraud".into()), ..Default::default() });
+        assert!(namespace_is_ours(&ns, &p));
+        later.status = p.status.clone();
+        assert!(!namespace_is_ours(&ns, &later), "another workspace's project, though its status names it");
+        // A handover names the workspace and the project.
+        let annotate = |value: &str| {
+            let mut m = ObjectMeta::default();
+            m.annotations = Some(BTreeMap::from([(labels::ADOPT.to_owned(), value.to_owned())]));
+            m
+        };
+        assert!(adoption_requested(&annotate("ml/fraud"), &p));
+        assert!(!adoption_requested(&annotate("fraud"), &p));
+        assert!(!adoption_requested(&annotate("other/fraud"), &p));
+    }
 }
