@@ -608,10 +608,9 @@ mod tests {
         later.status = p.status.clone();
         assert!(!namespace_is_ours(&ns, &later), "another workspace's project, though its status names it");
         // A handover names the workspace and the project.
-        let annotate = |value: &str| {
-            let mut m = ObjectMeta::default();
-            m.annotations = Some(BTreeMap::from([(labels::ADOPT.to_owned(), value.to_owned())]));
-            m
+        let annotate = |value: &str| ObjectMeta {
+            annotations: Some(BTreeMap::from([(labels::ADOPT.to_owned(), value.to_owned())])),
+            ..Default::default()
         };
         assert!(adoption_requested(&annotate("ml/fraud"), &p));
         assert!(!adoption_requested(&annotate("fraud"), &p));
