@@ -32,15 +32,15 @@ use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
-use zenml_operator::api::{
+use zenml_api::labels;
+use zenml_api::resources::project::Children;
+use zenml_api::resources::{RoleMap, binding as binding_builder, project as project_builder};
+use zenml_api::status::{binding as binding_status, conditions, project as project_status};
+use zenml_api::{
     LimitRangeSpec, NetworkIsolation, Project, ProjectDefaults, ProjectQuotaStatus, ProjectRoleBinding,
     ProjectRoleBindingSpec, ProjectRoleBindingStatus, ProjectSpec, ProjectStatus, QuotaSpec, Subject, SubjectKind,
     Workspace, WorkspaceMember, WorkspaceSpec,
 };
-use zenml_operator::controllers::{binding as binding_controller, conditions, project as project_controller};
-use zenml_operator::labels;
-use zenml_operator::resources::project::Children;
-use zenml_operator::resources::{RoleMap, binding as binding_builder, project as project_builder};
 
 use crate::operator::Operator;
 
@@ -1506,8 +1506,8 @@ impl Fixtures {
                     b.labels_mut().insert(BUDGET_LABEL.into(), self.run.clone());
                 }
                 let (c, rbs) = self.desired(&p, &bs)?;
-                let mut conds = project_controller::provisioned_conditions(&p, &self.workspace, &c, None);
-                conds.push(conditions::ready(&conds, project_controller::READY_MESSAGE));
+                let mut conds = project_status::provisioned_conditions(&p, &self.workspace, &c, None);
+                conds.push(conditions::ready(&conds, project_status::READY_MESSAGE));
                 let status = ProjectStatus {
                     observed_generation: generation,
                     conditions: conditions::stamp(&[], conds, generation),
@@ -1521,7 +1521,7 @@ impl Fixtures {
                 let bound = |b: &ProjectRoleBinding, rb: &RoleBinding| {
                     let s = ProjectRoleBindingStatus {
                         observed_generation: generation,
-                        conditions: conditions::stamp(&[], vec![binding_controller::bound(rb, &b.spec)], generation),
+                        conditions: conditions::stamp(&[], vec![binding_status::bound(rb, &b.spec)], generation),
                         role_binding: Some(rb.name_any()),
                         // What the operator records on a first bind (the same size: a uid and a workspace).
                         bound_to: Some(binding_builder::bound_to(b, &p, &BTreeMap::new())),

@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use zenml_operator::api::{Project, ProjectRoleBinding};
+use zenml_api::{Project, ProjectRoleBinding};
 
 /// How long the operator may take for anything that needs no namespace deletion.
 const TIMEOUT: Duration = Duration::from_secs(30);

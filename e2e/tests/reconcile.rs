@@ -28,7 +28,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use zenml_operator::api::{Project, Workspace};
+use zenml_api::{Project, Workspace};
 
 /// How long the operator may take for anything that needs no namespace deletion.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -1492,7 +1492,7 @@ async fn workspace_cpu_milli(client: &Client, workspace: &str) -> i64 {
         .iter()
         .filter_map(|rq| hard(rq).get("requests.cpu").cloned())
         .map(|q| {
-            let parsed = zenml_operator::resources::quantity::parse(&q).unwrap_or_else(|e| panic!("{e}"));
+            let parsed = zenml_api::resources::quantity::parse(&q).unwrap_or_else(|e| panic!("{e}"));
             i64::try_from(parsed.0 / 1_000_000).expect("small")
         })
         .sum()
@@ -2352,7 +2352,7 @@ async fn kpt_applies_and_destroys_the_examples() {
 /// deleted meanwhile starts a new one. No operator needed: the publisher is called directly, about a made-up Project.
 #[tokio::test]
 async fn repeated_events_are_counted_in_one_series() {
-    use zenml_operator::events::{Event as Published, EventType, Recorder, Reporter};
+    use zenml_operator::write::events::{Event as Published, EventType, Recorder, Reporter};
 
     let client = client().await;
     let name = unique("e2e-events");

@@ -6,23 +6,16 @@
 //!                  └─ Namespace (same name): ResourceQuota, LimitRange, NetworkPolicy,
 //!                     runner ServiceAccount + RoleBinding, one RoleBinding per member role
 //! ```
-//! `api` holds the types, `resources` the pure builders of desired state, `controllers` one reconciler per kind,
-//! `run` the wiring.
+//! The API types and the pure builders of desired state and status live in the `zenml-api` crate. Here:
+//! `controllers` (one reconciler per kind, and the child kinds a project owns), `watch` (the watches and the caches
+//! they fill), `write` (server-side apply, status, events and the bookkeeping of writes the caches have not seen yet)
+//! and `runtime` (wiring, leader election, health and metrics).
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod binding_index;
-pub mod cache;
 pub mod controllers;
-pub mod crdgen;
 mod error;
-pub mod events;
-pub mod guard;
-pub mod http;
-pub mod labels;
-pub mod leader;
-pub mod metrics;
-pub mod resources;
-pub mod run;
+pub mod runtime;
+pub mod watch;
+pub mod write;
 
 pub use error::{Error, Result};

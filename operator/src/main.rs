@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
+use zenml_api::resources::RoleMap;
 use zenml_operator::controllers::context::Settings;
-use zenml_operator::leader::LeaseConfig;
-use zenml_operator::resources::RoleMap;
-use zenml_operator::run::RunConfig;
+use zenml_operator::runtime::RunConfig;
+use zenml_operator::runtime::leader::LeaseConfig;
 
 #[derive(Parser)]
 #[command(
@@ -104,13 +104,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { out_dir: None } => {
-            print!("{}", zenml_operator::crdgen::all_yaml());
+            print!("{}", zenml_api::crd::all_yaml());
             ExitCode::SUCCESS
         }
         Command::Crds { out_dir: Some(dir) } => {
-            for crd in zenml_operator::api::crds() {
-                let path = dir.join(zenml_operator::crdgen::file_name(&crd));
-                if let Err(e) = std::fs::write(&path, zenml_operator::crdgen::to_yaml(&crd)) {
+            for crd in zenml_api::crd::crds() {
+                let path = dir.join(zenml_api::crd::file_name(&crd));
+                if let Err(e) = std::fs::write(&path, zenml_api::crd::to_yaml(&crd)) {
                     eprintln!("error: cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;
                 }
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
                 },
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-            match runtime.block_on(zenml_operator::run::run(config)) {
+            match runtime.block_on(zenml_operator::runtime::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

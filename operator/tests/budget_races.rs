@@ -10,10 +10,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
-use zenml_operator::api::ResourceList;
-use zenml_operator::controllers::grants::{self, CachedQuota, Sent};
-use zenml_operator::resources::budget::{self, Candidate, Verdict};
-use zenml_operator::resources::quantity::Amount;
+use zenml_api::ResourceList;
+use zenml_api::resources::budget::{self, Candidate, Verdict};
+use zenml_api::resources::quantity::Amount;
+use zenml_operator::write::grants::{self, CachedQuota, Sent};
 
 const WS: &str = "w";
 const KEYS: [&str; 2] = ["requests.cpu", "requests.nvidia.com/gpu"];
@@ -24,7 +24,7 @@ fn units(n: u8) -> Amount {
 }
 
 fn list(amounts: &BTreeMap<String, Amount>) -> ResourceList {
-    amounts.iter().map(|(k, v)| (k.clone(), Quantity(zenml_operator::resources::quantity::format_for(k, *v)))).collect()
+    amounts.iter().map(|(k, v)| (k.clone(), Quantity(zenml_api::resources::quantity::format_for(k, *v)))).collect()
 }
 
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Arg, CommandFactory};
 use kube::ResourceExt;
 use kube::api::ListParams;
-use zenml_operator::api::BuiltinRole;
+use zenml_api::BuiltinRole;
 
 use crate::cli::Cli;
 use crate::output::Format;

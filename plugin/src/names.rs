@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zenml_operator::api::{Subject, SubjectKind};
+use zenml_api::{Subject, SubjectKind};
 
 /// The longest Kubernetes name a Project (a namespace) may have.
 pub const MAX_LABEL: usize = 63;

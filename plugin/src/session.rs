@@ -12,7 +12,7 @@ use std::path::Path;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use zenml_operator::api::{Project, ProjectRoleBinding, Workspace};
+use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
 use crate::bail;
 use crate::error::{Error, Kind, NotFound, Op, Result, is_forbidden};

@@ -1,22 +1,33 @@
 //! The ProjectRoleBinding reconciler: one RoleBinding in the project namespace, only for roles the workspace allows,
 //! removed when the grant expires or the role stops being allowed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::stream::BoxStream;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::controller::Action;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
+use zenml_api::resources::binding::{Peer, Refusal, bound_to, desired, role_binding_name, subject_projects};
+use zenml_api::resources::project::namespace_is_ours;
+use zenml_api::status::binding::bound;
+use zenml_api::status::conditions::{Cond, ConditionType, Reason, stamp};
+use zenml_api::{BoundTo, Project, ProjectRoleBinding, ProjectRoleBindingStatus, Workspace};
 
-use super::apply::{delete_child, ensure_child};
-use super::conditions::{Cond, stamp};
+use super::children::Touched;
 use super::context::Context;
-use crate::api::{BoundTo, Project, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus, Workspace};
-use crate::resources::binding::{Peer, Refusal, bound_to, desired, role_binding_name, subject_projects};
-use crate::resources::project::namespace_is_ours;
+use crate::controllers::{EachWatchBacksOff, error_policy, log_queue_errors, with_backoff};
+use crate::watch::spec_changes;
+use crate::write::apply::{Verb, delete_child, ensure_child};
+use crate::write::events::{EventAction, EventType, type_for};
 use crate::{Error, Result};
 
 const RESYNC: Duration = Duration::from_secs(600);
@@ -41,8 +52,11 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let api: Api<ProjectRoleBinding> = Api::all(ctx.client.clone());
     let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
 
-    let was_bound =
-        binding.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == "Bound");
+    let was_bound = binding
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == ConditionType::Ready && c.reason == Reason::Bound);
     let wanted =
         desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, &peers)
             .and_then(|rb| {
@@ -59,21 +73,22 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     // wrote whose watch event is still on its way.
     if let Ok(rb) = &wanted
         && was_bound
-        && s.role_bindings.get(&spec.project, &rb.name_any()).is_none()
-        && !s.role_bindings.pending(&spec.project, &rb.name_any())
+        && s.children.role_bindings.get(&spec.project, &rb.name_any()).is_none()
+        && !s.children.role_bindings.pending(&spec.project, &rb.name_any())
         && !exists(&api, &binding).await?
     {
         return Ok(Action::await_change());
     }
     match wanted {
-        Ok(rb) => match ensure_child(&rb_api, &s.role_bindings, &rb).await {
+        Ok(rb) => match ensure_child(&rb_api, &s.children.role_bindings, &rb).await {
             Ok(change) => {
                 if let Some(change) = change {
                     // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
-                    if change.verb == "Created" && !was_bound {
+                    if change.verb == Verb::Created && !was_bound {
                         ctx.record_write(&change);
                     } else {
-                        ctx.changed(&*binding, std::slice::from_ref(&change), "Apply", false).await;
+                        ctx.changed(&*binding, std::slice::from_ref(&change), EventAction::Apply, EventType::Normal)
+                            .await;
                     }
                 }
                 let project = project.as_deref().expect("a RoleBinding is only desired for an existing project");
@@ -88,24 +103,33 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
                     e.api_message()
                 );
                 let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
-                write_status(&binding, &api, &ctx, Cond::fail("Ready", "BindForbidden", msg), None, keep).await?;
+                write_status(
+                    &binding,
+                    &api,
+                    &ctx,
+                    Cond::fail(ConditionType::Ready, Reason::BindForbidden, msg),
+                    None,
+                    keep,
+                )
+                .await?;
                 Ok(Action::requeue(Duration::from_secs(300)))
             }
             Err(e) => Err(e),
         },
         Err(refusal) => {
             // Nothing may stay granted that is not allowed now: remove the RoleBinding if there is one.
-            let rb = s.role_bindings.get(&spec.project, &role_binding_name(&binding));
+            let rb = s.children.role_bindings.get(&spec.project, &role_binding_name(&binding));
             if let Some(rb) = rb.filter(|rb| rb.controlled_by(binding.meta().uid.as_deref()))
                 && let Some(change) = delete_child(&rb_api, &rb).await?
             {
-                ctx.changed(&*binding, std::slice::from_ref(&change), "Revoke", refusal != Refusal::Expired).await;
+                let type_ = type_for(refusal == Refusal::Expired);
+                ctx.changed(&*binding, std::slice::from_ref(&change), EventAction::Revoke, type_).await;
             }
             let project_queued = project.as_ref().is_some_and(|p| p.status.is_none());
             if let Some(quiet) = waiting_quietly(&binding, &refusal, project_queued, now) {
                 return Ok(Action::requeue(quiet));
             }
-            let cond = Cond::fail("Ready", refusal.reason(), refusal.message(&binding));
+            let cond = Cond::fail(ConditionType::Ready, refusal.reason(), refusal.message(&binding));
             let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
             write_status(&binding, &api, &ctx, cond, None, keep).await?;
             // The project's namespace comes on another watch than the project itself, so the event that would wake
@@ -148,18 +172,6 @@ fn peers(binding: &ProjectRoleBinding, project: Option<&Project>, ctx: &Context)
             Some((name.to_owned(), peer))
         })
         .collect()
-}
-
-/// `Ready` of a binding whose RoleBinding `rb` is in force.
-pub fn bound(rb: &RoleBinding, spec: &ProjectRoleBindingSpec) -> Cond {
-    let msg = format!(
-        "RoleBinding {} grants ClusterRole {} to {} subjects in namespace {}",
-        rb.name_any(),
-        rb.role_ref.name,
-        spec.subjects.len(),
-        spec.project
-    );
-    Cond::ok("Ready", "Bound", msg)
 }
 
 /// Whether `binding` still exists, undeleted, on the API server (not just in our cache).
@@ -241,13 +253,72 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let ready_changed = super::status::apply(api, binding, ctx, &status, &previous.conditions).await?;
+    let ready_changed = crate::write::status::apply(api, binding, ctx, &status, &previous.conditions).await?;
     // Waiting for the project's namespace is a passing state (every binding applied with its project goes through
     // it): the condition says so; an Event would be a write for nothing.
-    if ready_changed && ready.reason != "ProjectNotReady" {
-        ctx.event(binding, !ready.ok, &ready.reason, "Reconcile", ready.message).await;
+    if ready_changed && ready.reason != Reason::ProjectNotReady {
+        ctx.event(binding, type_for(ready.ok), ready.reason, EventAction::Reconcile, ready.message).await;
     }
     Ok(())
+}
+
+/// The watches a binding controller is fed.
+pub struct Feeds {
+    pub bindings: mpsc::Receiver<Arc<ProjectRoleBinding>>,
+    pub projects: mpsc::Receiver<Arc<Project>>,
+    pub workspaces: mpsc::Receiver<Arc<Workspace>>,
+    /// Every ClusterRole, metadata only: whether the role a binding names exists.
+    pub role_names: BoxStream<'static, watcher::Result<PartialObjectMeta<ClusterRole>>>,
+    pub children: mpsc::Receiver<Touched>,
+}
+
+pub fn controller(
+    feeds: Feeds,
+    ctx: Arc<Context>,
+    config: controller::Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let workspaces = spec_changes(feeds.workspaces, ctx.stores.workspaces.clone());
+    let (for_projects, for_workspaces, for_roles) = (ctx.clone(), ctx.clone(), ctx.clone());
+    // Drift on a RoleBinding a binding owns.
+    let drift = feeds.children.filter_map(|t| futures::future::ready(t.binding.map(|b| ObjectRef::new(&b))));
+    Controller::for_shared_stream(feeds.bindings, ctx.stores.bindings.clone())
+        .watches_shared_stream(feeds.projects, move |p| of_project(&for_projects, &p.name_any()))
+        .watches_shared_stream(workspaces, move |ws| of_workspace(&for_workspaces, &ws.name_any()))
+        .watches_stream(feeds.role_names, move |role| {
+            refs(for_roles.stores.bindings_to_cluster_role(&role.name_any(), &for_roles.settings.roles))
+        })
+        .reconcile_on(drift)
+        .trigger_backoff(EachWatchBacksOff)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(with_backoff(reconcile), error_policy, ctx)
+        .for_each(log_queue_errors::<ProjectRoleBinding, _>)
+}
+
+/// A project's namespace appearing (its status) or going makes its bindings grantable or not; a project created or
+/// deleted decides whether the bindings naming its ServiceAccounts may bind.
+fn of_project(ctx: &Context, project: &str) -> Vec<ObjectRef<ProjectRoleBinding>> {
+    let mut wake = refs(ctx.stores.bindings_of(project));
+    wake.extend(ctx.stores.binding_index.naming_subjects_of(project).iter().map(|b| ObjectRef::new(b)));
+    wake
+}
+
+/// A workspace's allowed roles decide which bindings may exist, and its trusted workspaces which of them may name its
+/// projects' ServiceAccounts.
+fn of_workspace(ctx: &Context, workspace: &str) -> Vec<ObjectRef<ProjectRoleBinding>> {
+    let projects: HashSet<String> = ctx.stores.projects_of(workspace).iter().map(|p| p.name_any()).collect();
+    refs(
+        ctx.stores
+            .bindings
+            .state()
+            .into_iter()
+            .filter(|b| projects.contains(&b.spec.project) || subject_projects(b).any(|p| projects.contains(p))),
+    )
+}
+
+fn refs(bindings: impl IntoIterator<Item = Arc<ProjectRoleBinding>>) -> Vec<ObjectRef<ProjectRoleBinding>> {
+    bindings.into_iter().map(|b| ObjectRef::from_obj(&*b)).collect()
 }
 
 #[cfg(test)]

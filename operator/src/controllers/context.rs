@@ -1,24 +1,27 @@
 //! What every reconciler shares: the client, the caches, the event recorder, settings and metrics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::events::{Event, EventType, Recorder};
+use parking_lot::Mutex;
+
+use crate::write::events::{Event, EventAction, EventType, Recorder, Reporter};
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
-use super::apply::Change;
-use crate::api::{Project, ProjectRoleBinding, Workspace};
-use crate::binding_index::BindingIndex;
-use crate::cache::ChildStore;
-use crate::metrics::Metrics;
-use crate::resources::RoleMap;
-use crate::resources::budget::Verdict;
+use super::children::ChildStores;
+use crate::runtime::metrics::Metrics;
+use crate::watch::binding_index::BindingIndex;
+use crate::write::apply::{Change, Verb};
+use crate::write::expiring::Expiring;
+use zenml_api::resources::RoleMap;
+use zenml_api::resources::budget::Verdict;
+use zenml_api::status::conditions::Reason;
+use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
 /// Settings from the command line.
 #[derive(Clone, Debug, Default)]
@@ -34,14 +37,10 @@ pub struct Stores {
     pub projects: Store<Project>,
     pub workspaces: Store<Workspace>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub quotas: ChildStore<ResourceQuota>,
-    pub limit_ranges: ChildStore<LimitRange>,
-    pub network_policies: ChildStore<NetworkPolicy>,
-    pub service_accounts: ChildStore<ServiceAccount>,
-    pub role_bindings: ChildStore<RoleBinding>,
+    /// What projects own in their namespaces, one cache per kind.
+    pub children: ChildStores,
     pub bindings: Store<ProjectRoleBinding>,
     pub binding_index: BindingIndex,
-    pub roles: ChildStore<Role>,
     pub cluster_roles: Store<ClusterRole>,
     /// Every ClusterRole, metadata only: whether a role a binding names exists.
     pub role_names: Store<PartialObjectMeta<ClusterRole>>,
@@ -54,13 +53,8 @@ impl Stores {
         wait(&self.projects).await?;
         wait(&self.workspaces).await?;
         wait(&self.namespaces).await?;
-        self.quotas.ready().await;
-        self.limit_ranges.ready().await;
-        self.network_policies.ready().await;
-        self.service_accounts.ready().await;
-        self.role_bindings.ready().await;
+        self.children.ready().await;
         wait(&self.bindings).await?;
-        self.roles.ready().await;
         wait(&self.cluster_roles).await?;
         wait(&self.role_names).await?;
         wait(&self.cluster_role_bindings).await
@@ -126,14 +120,14 @@ pub struct Context {
     pub verdicts_seen: Mutex<HashMap<String, Verdict>>,
     /// Wakes project reconciles from the workspace reconciler.
     pub wake_project: mpsc::UnboundedSender<ObjectRef<Project>>,
-    /// Consecutive failures per object, for exponential backoff that resets on success.
-    pub failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failures per object, for exponential backoff that resets on success (see `error_policy`).
+    pub failures: Expiring<String, u32>,
     /// Status writes the caches have not caught up with yet (see `in_flight`).
-    pub status_in_flight: super::in_flight::InFlight,
+    pub status_in_flight: crate::write::in_flight::InFlight,
     /// Budget grants sent and not yet seen in the quota cache (see `grants`).
-    pub grants: super::grants::Grants,
+    pub grants: crate::write::grants::Grants,
     /// When each project's status was last written, to space out usage-only writes (see `usage`).
-    pub usage_writes: super::usage::UsageWrites,
+    pub usage_writes: crate::write::usage::UsageWrites,
     /// Events published at once (see `publish`).
     pub event_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -142,6 +136,32 @@ pub struct Context {
 pub const EVENT_SLOTS: usize = 16;
 
 impl Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        cfg: &crate::runtime::RunConfig,
+        metrics: Arc<Metrics>,
+        caches_synced: tokio::sync::watch::Receiver<bool>,
+        wake_project: mpsc::UnboundedSender<ObjectRef<Project>>,
+    ) -> Self {
+        let reporter = Reporter { controller: "zenml-operator".into(), instance: cfg.instance.clone() };
+        Context {
+            caches_synced,
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            settings: cfg.settings.clone(),
+            metrics,
+            verdicts_seen: Mutex::new(HashMap::new()),
+            wake_project,
+            failures: Expiring::new(super::FAILURES_TTL),
+            status_in_flight: Default::default(),
+            grants: Default::default(),
+            usage_writes: Default::default(),
+            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENT_SLOTS)),
+        }
+    }
+
     /// Waits until the caches are synced, so a reconcile never acts on a half-filled cache.
     pub async fn synced(&self) -> crate::Result<()> {
         let mut rx = self.caches_synced.clone();
@@ -152,12 +172,12 @@ impl Context {
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
-        warning: bool,
-        reason: &str,
-        action: &str,
+        type_: EventType,
+        reason: Reason,
+        action: EventAction,
         note: String,
     ) {
-        self.publish(obj, warning, reason, action, note, None).await;
+        self.publish(obj, type_, reason.as_str(), action, note, None).await;
     }
 
     /// Events for the writes of one reconcile, and a count per object in the metrics. One Event per verb lists the
@@ -167,10 +187,10 @@ impl Context {
         &self,
         obj: &K,
         changes: &[Change],
-        action: &str,
-        warning: bool,
+        action: EventAction,
+        type_: EventType,
     ) {
-        for verb in ["Created", "Updated", "Deleted"] {
+        for verb in [Verb::Created, Verb::Updated, Verb::Deleted] {
             let of_verb: Vec<&Change> = changes.iter().filter(|c| c.verb == verb).collect();
             let Some(first) = of_verb.first() else { continue };
             for c in &of_verb {
@@ -178,30 +198,30 @@ impl Context {
             }
             let objects = of_verb.iter().map(|c| format!("{} {}", c.kind, c.name)).collect::<Vec<_>>().join(", ");
             let related = (of_verb.len() == 1).then(|| first.object.clone());
-            self.publish(obj, warning, verb, action, format!("{verb} {objects}"), related).await;
+            self.publish(obj, type_, verb.as_str(), action, format!("{verb} {objects}"), related).await;
         }
     }
 
     /// Counts a write in the metrics, for writes told by another Event.
     pub fn record_write(&self, change: &Change) {
-        self.metrics.writes.get_or_create(&crate::metrics::KindLabel { kind: change.kind.clone() }).inc();
+        self.metrics.writes.get_or_create(&crate::runtime::metrics::KindLabel { kind: change.kind.clone() }).inc();
     }
 
     /// Publishes in the background: an Event is best effort, and a reconcile should not wait for it.
     async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
-        warning: bool,
+        type_: EventType,
         reason: &str,
-        action: &str,
+        action: EventAction,
         note: String,
         related: Option<k8s_openapi::api::core::v1::ObjectReference>,
     ) {
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_,
             reason: reason.to_owned(),
             note: Some(truncate(note, 1000)),
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             secondary: related,
         };
         let recorder = self.recorder.clone();

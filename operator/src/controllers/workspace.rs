@@ -1,22 +1,29 @@
 //! The Workspace reconciler: counts and budgets its projects, keeps itself while they exist, and wakes the
 //! projects whose verdict (quota granted, refusal) changed, so siblings settle without a storm of reconciles.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-
+use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::stream::BoxStream;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use zenml_api::resources::workspace::{delegation, delegation_name};
+use zenml_api::status::conditions::{Cond, ConditionType, Reason, ready, stamp};
+use zenml_api::{Project, Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
 
-use super::apply::{Change, delete, ensure};
-use super::conditions::{Cond, ready, stamp};
 use super::context::Context;
-use super::finalizer;
 use crate::Result;
-use crate::api::{Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
-use crate::resources::workspace::{delegation, delegation_name};
+use crate::controllers::{EachWatchBacksOff, error_policy, log_queue_errors, with_backoff};
+use crate::watch::spec_changes;
+use crate::write::apply::{Change, delete, ensure};
+use crate::write::events::{EventAction, EventType, type_for};
+use crate::write::finalizer;
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -47,7 +54,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
             &workspace,
             &api,
             &ctx,
-            vec![Cond::fail("ProjectsReady", "ProjectsRemain", msg)],
+            vec![Cond::fail(ConditionType::ProjectsReady, Reason::ProjectsRemain, msg)],
             projects.len(),
             None,
         )
@@ -59,18 +66,23 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     finalizer::ensure(&api, &*workspace, &ctx.status_in_flight).await?;
     let delegation = match foreign_delegation(&workspace, &ctx).await? {
         Some(conflict) => {
-            ctx.event(&*workspace, true, "NameConflict", "Apply", conflict.clone()).await;
-            Cond::fail("DelegationReady", "NameConflict", conflict)
+            ctx.event(&*workspace, EventType::Warning, Reason::NameConflict, EventAction::Apply, conflict.clone())
+                .await;
+            Cond::fail(ConditionType::DelegationReady, Reason::NameConflict, conflict)
         }
         None => {
             let changes = write_delegation(&workspace, &ctx).await?;
-            ctx.changed(&*workspace, &changes, "Apply", false).await;
-            Cond::ok("DelegationReady", "Applied", "workspace admins may manage the workspace's projects")
+            ctx.changed(&*workspace, &changes, EventAction::Apply, EventType::Normal).await;
+            Cond::ok(
+                ConditionType::DelegationReady,
+                Reason::Applied,
+                "workspace admins may manage the workspace's projects",
+            )
         }
     };
     let decisions = super::project::decide(&ctx, &workspace);
     {
-        let seen = ctx.verdicts_seen.lock().expect("not poisoned");
+        let seen = ctx.verdicts_seen.lock();
         for (project, verdict) in &decisions.verdicts {
             if seen.get(project) != Some(verdict) {
                 // The receiver lives as long as the project controller; if it is gone we are shutting down.
@@ -83,7 +95,10 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         .budget
         .as_ref()
         .map(|b| WorkspaceBudgetStatus { hard: b.hard.clone(), allocated: decisions.allocated.clone() });
-    let parts = vec![Cond::ok("ProjectsReady", "Accepted", format!("{} projects", projects.len())), delegation];
+    let parts = vec![
+        Cond::ok(ConditionType::ProjectsReady, Reason::Accepted, format!("{} projects", projects.len())),
+        delegation,
+    ];
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
     Ok(Action::requeue(RESYNC))
 }
@@ -95,7 +110,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
 async fn foreign_delegation(workspace: &Workspace, ctx: &Context) -> Result<Option<String>> {
     let name = delegation_name(workspace);
     let ours = |labels: &std::collections::BTreeMap<String, String>| {
-        labels.get(crate::labels::MANAGED_BY).map(String::as_str) == Some(crate::labels::MANAGED_BY_VALUE)
+        labels.get(zenml_api::labels::MANAGED_BY).map(String::as_str) == Some(zenml_api::labels::MANAGED_BY_VALUE)
     };
     let mut foreign = Vec::new();
     if ctx.stores.role_names.get(&ObjectRef::new(&name)).is_some_and(|r| !ours(r.labels())) {
@@ -163,8 +178,42 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    if super::status::apply(api, workspace, ctx, &status, &previous.conditions).await? {
-        ctx.event(workspace, !ready_cond.ok, &ready_cond.reason, "Reconcile", ready_cond.message).await;
+    if crate::write::status::apply(api, workspace, ctx, &status, &previous.conditions).await? {
+        ctx.event(workspace, type_for(ready_cond.ok), ready_cond.reason, EventAction::Reconcile, ready_cond.message)
+            .await;
     }
     Ok(())
+}
+
+/// The watches a workspace controller is fed.
+pub struct Feeds {
+    pub workspaces: mpsc::Receiver<Arc<Workspace>>,
+    pub projects: mpsc::Receiver<Arc<Project>>,
+    /// The delegation ClusterRoles and ClusterRoleBindings we manage: drift on them.
+    pub cluster_roles: BoxStream<'static, watcher::Result<ClusterRole>>,
+    pub cluster_role_bindings: BoxStream<'static, watcher::Result<ClusterRoleBinding>>,
+}
+
+pub fn controller(
+    feeds: Feeds,
+    ctx: Arc<Context>,
+    config: controller::Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    // A project's spec decides what its workspace counts; its status does not.
+    let projects = spec_changes(feeds.projects, ctx.stores.projects.clone());
+    Controller::for_shared_stream(feeds.workspaces, ctx.stores.workspaces.clone())
+        .watches_shared_stream(projects, |p| Some(ObjectRef::new(&p.spec.workspace)))
+        .watches_stream(feeds.cluster_roles, |c| workspace_of(&c))
+        .watches_stream(feeds.cluster_role_bindings, |c| workspace_of(&c))
+        .trigger_backoff(EachWatchBacksOff)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(with_backoff(reconcile), error_policy, ctx)
+        .for_each(log_queue_errors::<Workspace, _>)
+}
+
+/// The Workspace a cluster-scoped child belongs to, by our label.
+fn workspace_of<K: Resource>(child: &K) -> Option<ObjectRef<Workspace>> {
+    child.labels().get(zenml_api::labels::WORKSPACE).map(|w| ObjectRef::new(w))
 }

@@ -5,7 +5,7 @@
 //!
 //! Whether a RoleBinding is the operator's is never decided by label: anyone allowed to edit RoleBindings can copy
 //! `app.kubernetes.io/managed-by=zenml-operator` onto one. The audit computes what the operator wants with the
-//! operator's own pure builders ([`zenml_operator::resources::desired`] for a project's own RoleBindings,
+//! operator's own pure builders ([`zenml_api::resources::desired`] for a project's own RoleBindings,
 //! [`binding::desired`] for each ProjectRoleBinding's), from the same inputs the operator reads; a RoleBinding is the
 //! operator's only when one of those has its name, grants the same role to the same subjects, and names the same
 //! Project or ProjectRoleBinding instance (uid) as its controller.
@@ -21,11 +21,11 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
-use zenml_operator::api::{Project, ProjectRoleBinding, ResourceList, Subject, Workspace};
-use zenml_operator::labels;
-use zenml_operator::resources::binding::{self, Peer, subject_projects};
-use zenml_operator::resources::project::{adoption_requested, namespace_is_ours};
-use zenml_operator::resources::{self, RoleMap};
+use zenml_api::labels;
+use zenml_api::resources::binding::{self, Peer, subject_projects};
+use zenml_api::resources::project::{adoption_requested, namespace_is_ours};
+use zenml_api::resources::{self, RoleMap};
+use zenml_api::{Project, ProjectRoleBinding, ResourceList, Subject, Workspace};
 
 use super::member::{self, Member};
 use super::project::indent;
@@ -232,7 +232,7 @@ pub fn wanted(project: &Project, namespace: Option<&ObjectMeta>, inputs: &Inputs
                 out.bindings.insert(rb_name, WantedBinding { role_binding: rb, owner_uid, made_for });
             }
             Err(refusal) => {
-                out.refused.insert(rb_name, (b.name_any(), refusal.reason()));
+                out.refused.insert(rb_name, (b.name_any(), refusal.reason().as_str()));
             }
         }
     }
@@ -707,9 +707,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::rbac::v1::{RoleRef, Subject as RbacSubject};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use zenml_operator::api::{
-        ProjectRoleBindingSpec, ProjectSpec, ProjectStatus, SubjectKind, WorkspaceMember, WorkspaceSpec,
-    };
+    use zenml_api::{ProjectRoleBindingSpec, ProjectSpec, ProjectStatus, SubjectKind, WorkspaceMember, WorkspaceSpec};
 
     #[test]
     fn expiring_grants_soonest_first_within_the_window_and_in_scope() {

@@ -15,9 +15,7 @@ use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use serde::Serialize;
-use zenml_operator::api::{
-    BuiltinRole, Project, ProjectRoleBinding, ProjectRoleBindingSpec, Subject, SubjectKind, Workspace,
-};
+use zenml_api::{BuiltinRole, Project, ProjectRoleBinding, ProjectRoleBindingSpec, Subject, SubjectKind, Workspace};
 
 use super::{info, warn};
 use crate::bail;
@@ -459,7 +457,7 @@ pub async fn list(s: &Session, project: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zenml_operator::api::{ProjectSpec, WorkspaceMember, WorkspaceSpec};
+    use zenml_api::{ProjectSpec, WorkspaceMember, WorkspaceSpec};
 
     fn user(n: &str) -> Subject {
         Subject { kind: SubjectKind::User, name: n.into(), project: None, namespace: None }

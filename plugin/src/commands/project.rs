@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
-use zenml_operator::api::{Project, ProjectSpec};
+use zenml_api::{Project, ProjectSpec};
 
 use super::{info, warn};
 use crate::bail;

@@ -1,7 +1,7 @@
 //! `kubectl zenml workspace list|describe|use`.
 
 use kube::ResourceExt;
-use zenml_operator::api::Project;
+use zenml_api::Project;
 
 use super::project::indent;
 use super::{info, warn};
@@ -227,7 +227,7 @@ pub async fn use_(s: &mut Session, workspace: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zenml_operator::api::ProjectSpec;
+    use zenml_api::ProjectSpec;
 
     fn p(name: &str, id: &str) -> Project {
         Project::new(name, ProjectSpec { workspace: "ml".into(), project_id: Some(id.into()), ..Default::default() })

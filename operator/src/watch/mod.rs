@@ -1,0 +1,126 @@
+//! The watches the controllers share and the caches they fill: reconcilers read these, never the API server.
+
+pub mod binding_index;
+pub mod cache;
+pub mod guard;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// Memory: managedFields and client-side-apply copies are never read, and at thousands of objects they would be most
+/// of the cache.
+pub fn strip<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// How every watch lists: from the API server's watch cache ("any" resourceVersion, as client-go's informers start),
+/// which keeps an operator restart at thousands of projects off etcd.
+pub fn list_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+/// A watch of one of our own kinds into a kube store; objects that do not decode are reported to `invalid` and left
+/// out (see `guard`).
+pub fn ours<K>(
+    client: &Client,
+    invalid: &mpsc::UnboundedSender<guard::Invalid>,
+) -> (Store<K>, impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Default + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(Api::<DeserializeGuard<K>>::all(client.clone()), list_config());
+    (reader, guard::decodable(events, invalid.clone()).default_backoff().modify(strip).reflect(writer))
+}
+
+/// A watch of cluster-scoped objects selected by `config` into a kube store, with the objects it touches.
+pub fn cached<K>(
+    client: &Client,
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = watcher::Result<K>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Feeds what a watch (already writing its cache) touched to `N` consumers, so controllers share one watch instead of
+/// each watching again.
+///
+/// Not kube's shared store: its subscribers are told of applied objects only, never of deleted ones, and a deleted
+/// binding must wake its project (or a removed admin would keep its delegation). Everything touched, deletions
+/// included, goes to every consumer; the channels are bounded, so a slow consumer slows the watch instead of growing
+/// a queue.
+pub fn fan_out<T, S, const N: usize>(
+    touched: S,
+    buffer: usize,
+    what: &'static str,
+) -> ([mpsc::Receiver<T>; N], impl Future<Output = ()> + Send + 'static)
+where
+    T: Clone + Send + 'static,
+    S: Stream<Item = watcher::Result<T>> + Send + 'static,
+{
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..N).map(|_| mpsc::channel(buffer)).unzip();
+    let receivers: [mpsc::Receiver<T>; N] = receivers.try_into().unwrap_or_else(|_| unreachable!("N receivers"));
+    let watch = touched.fold(senders, move |mut senders, touched| async move {
+        match touched {
+            Ok(obj) => {
+                for s in &mut senders {
+                    // A closed receiver means its controller has stopped: we are shutting down.
+                    let _ = s.send(obj.clone()).await;
+                }
+            }
+            Err(e) => tracing::warn!(watch = what, "watch failed (retrying with backoff): {e}"),
+        }
+        senders
+    });
+    (receivers, watch.map(|_| ()))
+}
+
+/// Only new generations and deletions: for the workspace's spec that matters to projects and bindings, for a
+/// project's spec that matters to its workspace. Not status changes: at bulk, every project's status writes would
+/// otherwise each make its workspace decide for all N projects again.
+pub fn spec_changes<K>(stream: mpsc::Receiver<Arc<K>>, store: Store<K>) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    // By uid: an object deleted and created again under its name starts at generation 1 again.
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+    stream.filter(move |obj| {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        let changed = if deleted(&store, obj) {
+            generations.remove(&uid);
+            true
+        } else {
+            generations.insert(uid, obj.meta().generation) != Some(obj.meta().generation)
+        };
+        futures::future::ready(changed)
+    })
+}
+
+/// Whether `obj`, just handed on by the watch that feeds `store`, was deleted: the watch writes the store before
+/// handing an object on, so not in it (or another object under its name) means deleted.
+pub fn deleted<K>(store: &Store<K>, obj: &K) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store.get(&ObjectRef::from_obj(obj)).is_none_or(|cached| cached.meta().uid != obj.meta().uid)
+}
