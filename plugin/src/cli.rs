@@ -134,36 +134,42 @@ pub struct SubjectArgs {
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Grant a role in a project (default: the active one).
-    Add {
-        /// admin, developer, contributor, viewer, or a custom role the workspace allows.
-        #[arg(long)]
-        role: String,
-        #[command(flatten)]
-        subject: SubjectArgs,
-        /// When the grant ends (RFC 3339, e.g. 2026-12-31T18:00:00Z).
-        #[arg(long, value_name = "TIME")]
-        expires_at: Option<String>,
-        /// ZenML project ID or Kubernetes name (default: the active project).
-        #[arg(long, short = 'p')]
-        project: Option<String>,
-        /// How long to wait for the grant to be in force (0 to not wait).
-        #[arg(long, default_value = "60s", value_parser = duration)]
-        timeout: std::time::Duration,
-    },
+    Add(AddArgs),
     /// Revoke a role in a project. Only that subject is removed; bindings that also name others keep them.
-    Remove {
-        #[arg(long)]
-        role: String,
-        #[command(flatten)]
-        subject: SubjectArgs,
-        #[arg(long, short = 'p')]
-        project: Option<String>,
-    },
+    Remove(RemoveArgs),
     /// Who has which role in a project (default: the active one), through bindings and workspace members.
     List {
         #[arg(long, short = 'p')]
         project: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// admin, developer, contributor, viewer, or a custom role the workspace allows.
+    #[arg(long)]
+    pub role: String,
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// When the grant ends (RFC 3339, e.g. 2026-12-31T18:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+    /// ZenML project ID or Kubernetes name (default: the active project).
+    #[arg(long, short = 'p')]
+    pub project: Option<String>,
+    /// How long to wait for the grant to be in force (0 to not wait).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    #[arg(long)]
+    pub role: String,
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    #[arg(long, short = 'p')]
+    pub project: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -186,7 +192,7 @@ pub struct AuditArgs {
     pub viewer_cluster_role: String,
 }
 
-fn duration(s: &str) -> Result<std::time::Duration, String> {
+fn duration(s: &str) -> Result<std::time::Duration, crate::names::InvalidDuration> {
     crate::names::parse_duration(s)
 }
 
@@ -239,5 +245,28 @@ mod tests {
         assert!(Cli::try_parse_from(base).is_err());
         assert!(Cli::try_parse_from(base.iter().chain(&["--user", "a", "--group", "b"])).is_err());
         assert!(Cli::try_parse_from(base.iter().chain(&["--service-account", "p/sa"])).is_ok());
+    }
+
+    #[test]
+    fn member_add_takes_named_flags() {
+        let cli = Cli::try_parse_from([
+            "kubectl-zenml",
+            "member",
+            "add",
+            "--user",
+            "alice",
+            "--role",
+            "developer",
+            "-p",
+            "fraud",
+            "--expires-at",
+            "2026-12-31T18:00:00Z",
+        ])
+        .unwrap();
+        let Command::Member(MemberCommand::Add(a)) = cli.command else { panic!() };
+        assert_eq!((a.role.as_str(), a.subject.user.as_deref()), ("developer", Some("alice")));
+        assert_eq!((a.project.as_deref(), a.expires_at.as_deref()), (Some("fraud"), Some("2026-12-31T18:00:00Z")));
+        assert_eq!(a.timeout, std::time::Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["kubectl-zenml", "member", "add", "developer", "alice"]).is_err());
     }
 }

@@ -22,7 +22,62 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::yaml::{self, Yaml};
+use crate::yaml::{self, Yaml, YamlError};
+
+/// Why the kubeconfig could not be found, read, used or written; each says which file or context.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot find a kubeconfig: set KUBECONFIG")]
+    NoHome,
+    #[error("no kubeconfig file found (looked at {looked_at}); set KUBECONFIG or pass --kubeconfig")]
+    NoFile { looked_at: String },
+    #[error("no current context in {looked_at}: pass --context, or `kubectl config use-context NAME`")]
+    NoCurrentContext { looked_at: String },
+    #[error("context {context:?} is not defined in {looked_at} (`kubectl config get-contexts` lists them)")]
+    UnknownContext { context: String, looked_at: String },
+    /// A context in use that no file defines any more (removed since the run started).
+    #[error("context {0:?} is not defined in any kubeconfig file")]
+    NoFileDefines(String),
+    #[error("cannot read kubeconfig {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse kubeconfig {}: {source}", path.display())]
+    Parse { path: PathBuf, source: YamlError },
+    /// kube could not load a file that parsed as YAML.
+    #[error("cannot load kubeconfig {}: {source}", path.display())]
+    Load { path: PathBuf, source: kube::config::KubeconfigError },
+    #[error("cannot merge kubeconfig {}: {source}", path.display())]
+    Merge { path: PathBuf, source: kube::config::KubeconfigError },
+    #[error("cannot use context {context:?}: {source}")]
+    Context { context: String, source: kube::config::KubeconfigError },
+    #[error("cannot make a client for {context:?}: {source}")]
+    Client { context: String, source: kube::Error },
+    #[error("cannot edit {}: {source}", path.display())]
+    Edit { path: PathBuf, source: EditError },
+    /// The edited file failed its check before being written; the file is unchanged.
+    #[error("refusing to write {}: {source}", path.display())]
+    Unsafe { path: PathBuf, source: EditError },
+    #[error("{} is locked ({} exists): another kubectl may be writing it; if none runs, delete the lock file", path.display(), lock.display())]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: std::io::Error },
+    #[error("cannot back up {} to {}: {source}", path.display(), backup.display())]
+    Backup { path: PathBuf, backup: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Why an edit of one kubeconfig document cannot be made, or its result cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("context {0:?} is not defined")]
+    NoContext(String),
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("the YAML written would not read back the same")]
+    NoRoundTrip,
+    #[error("the result would not load as a kubeconfig: {0}")]
+    NotAKubeconfig(kube::config::KubeconfigError),
+}
 
 /// Name of the plugin's extensions, on contexts and in `preferences.extensions`.
 pub const EXTENSION: &str = "zenml.io";
@@ -43,7 +98,7 @@ pub struct Files {
 }
 
 /// The kubeconfig paths in precedence order, and whether they were given explicitly.
-pub fn locate(flag: Option<&Path>) -> Result<(Vec<PathBuf>, bool), String> {
+pub fn locate(flag: Option<&Path>) -> Result<(Vec<PathBuf>, bool), KubeconfigError> {
     if let Some(path) = flag {
         return Ok((vec![path.to_owned()], true));
     }
@@ -53,22 +108,19 @@ pub fn locate(flag: Option<&Path>) -> Result<(Vec<PathBuf>, bool), String> {
             return Ok((paths, false));
         }
     }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or("cannot find a kubeconfig: set KUBECONFIG")?;
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(KubeconfigError::NoHome)?;
     Ok((vec![PathBuf::from(home).join(".kube/config")], false))
 }
 
 impl Files {
     /// Reads `paths`. An explicit file must exist; missing `KUBECONFIG` entries are skipped, like kubectl does.
-    pub fn read(paths: &[PathBuf], explicit: bool) -> Result<Files, String> {
+    pub fn read(paths: &[PathBuf], explicit: bool) -> Result<Files, KubeconfigError> {
         let mut files = Vec::new();
         for path in paths {
             let doc = match std::fs::read_to_string(path) {
-                Ok(text) => Some(
-                    yaml::parse(strip_bom(&text))
-                        .map_err(|e| format!("cannot parse kubeconfig {}: {e}", path.display()))?,
-                ),
+                Ok(text) => Some(parse(path, &text)?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => None,
-                Err(e) => return Err(format!("cannot read kubeconfig {}: {e}", path.display())),
+                Err(source) => return Err(KubeconfigError::Read { path: path.clone(), source }),
             };
             files.push(File { path: path.clone(), doc });
         }
@@ -140,8 +192,10 @@ impl Files {
     }
 }
 
-fn strip_bom(text: &str) -> &str {
-    text.strip_prefix('\u{feff}').unwrap_or(text)
+/// Parses the text of kubeconfig `path`, which may start with a byte order mark.
+fn parse(path: &Path, text: &str) -> Result<Yaml, KubeconfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    yaml::parse(text).map_err(|source| KubeconfigError::Parse { path: path.to_owned(), source })
 }
 
 /// The entry of list `list` (`contexts`, `clusters`, `users`) named `name`.
@@ -168,7 +222,7 @@ pub fn context_workspace(context: &Yaml) -> Option<String> {
 }
 
 /// Sets (or replaces) the `zenml.io` entry of the named-extension list under `key` of `parent`.
-fn set_extension(parent: &mut Yaml, key: &str, extension: Yaml) -> Result<(), String> {
+fn set_extension(parent: &mut Yaml, key: &str, extension: Yaml) -> Result<(), YamlError> {
     let items = parent.seq_at(key)?;
     match named_mut(items, EXTENSION) {
         Some(existing) => existing.set("extension", extension)?,
@@ -256,19 +310,19 @@ pub fn empty_doc() -> Yaml {
 }
 
 /// Sets the namespace of context `name`, which this document must define.
-pub fn set_context_namespace(doc: &mut Yaml, name: &str, namespace: &str) -> Result<(), String> {
-    let entry = named_mut(doc.seq_at("contexts")?, name).ok_or_else(|| format!("context {name:?} is not defined"))?;
-    entry.map_at("context")?.set("namespace", Yaml::str(namespace))
+pub fn set_context_namespace(doc: &mut Yaml, name: &str, namespace: &str) -> Result<(), EditError> {
+    let entry = named_mut(doc.seq_at("contexts")?, name).ok_or_else(|| EditError::NoContext(name.to_owned()))?;
+    Ok(entry.map_at("context")?.set("namespace", Yaml::str(namespace))?)
 }
 
 /// Records `workspace` on context `name` if the plugin made it for a workspace (it has the `zenml.io` extension).
-pub fn update_context_workspace(doc: &mut Yaml, name: &str, workspace: &str) -> Result<(), String> {
+pub fn update_context_workspace(doc: &mut Yaml, name: &str, workspace: &str) -> Result<(), EditError> {
     let Some(entry) = named_mut(doc.seq_at("contexts")?, name) else { return Ok(()) };
     let context = entry.map_at("context")?;
     if extension_in(context.get("extensions")).is_none() {
         return Ok(());
     }
-    set_extension(context, "extensions", workspace_extension(workspace))
+    Ok(set_extension(context, "extensions", workspace_extension(workspace))?)
 }
 
 fn workspace_extension(workspace: &str) -> Yaml {
@@ -286,7 +340,7 @@ pub fn upsert_context(
     user: Option<&str>,
     namespace: Option<&str>,
     workspace: &str,
-) -> Result<(), String> {
+) -> Result<(), EditError> {
     let contexts = doc.seq_at("contexts")?;
     if named_mut(contexts, name).is_none() {
         let mut entry = Yaml::map();
@@ -308,18 +362,18 @@ pub fn upsert_context(
             context.remove("namespace");
         }
     }
-    set_extension(context, "extensions", workspace_extension(workspace))
+    Ok(set_extension(context, "extensions", workspace_extension(workspace))?)
 }
 
-pub fn set_current_context(doc: &mut Yaml, name: &str) -> Result<(), String> {
-    doc.set("current-context", Yaml::str(name))
+pub fn set_current_context(doc: &mut Yaml, name: &str) -> Result<(), EditError> {
+    Ok(doc.set("current-context", Yaml::str(name))?)
 }
 
 /// Stores every default project in `preferences.extensions` (the `zenml.io` entry).
-pub fn set_default_projects(doc: &mut Yaml, defaults: &[DefaultProject]) -> Result<(), String> {
+pub fn set_default_projects(doc: &mut Yaml, defaults: &[DefaultProject]) -> Result<(), EditError> {
     let mut ext = Yaml::map();
     ext.set("defaultProjects", Yaml::Seq(defaults.iter().map(DefaultProject::to_yaml).collect()))?;
-    set_extension(doc.map_at("preferences")?, "extensions", ext)
+    Ok(set_extension(doc.map_at("preferences")?, "extensions", ext)?)
 }
 
 // ----------------------------------------------------------------------------------------------------------------
@@ -335,7 +389,11 @@ pub struct Writer {
 impl Writer {
     /// Edits `path` with `edit`: under kubectl's lock, on the file as it is now, backed up before the first change
     /// of this run, replaced atomically with the same permissions. A file that does not exist is created (0600).
-    pub fn edit(&mut self, path: &Path, edit: impl FnOnce(&mut Yaml) -> Result<(), String>) -> Result<(), String> {
+    pub fn edit(
+        &mut self,
+        path: &Path,
+        edit: impl FnOnce(&mut Yaml) -> Result<(), EditError>,
+    ) -> Result<(), KubeconfigError> {
         let _lock = Lock::acquire(path)?;
         let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let (before, mode) = match std::fs::read_to_string(&target) {
@@ -344,17 +402,17 @@ impl Writer {
                 (Some(text), mode)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, 0o600),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(KubeconfigError::Read { path: path.to_owned(), source }),
         };
         let mut doc = match &before {
-            Some(text) => yaml::parse(strip_bom(text)).map_err(|e| format!("cannot parse {}: {e}", path.display()))?,
+            Some(text) => parse(path, text)?,
             None => Yaml::Null,
         };
         if doc == Yaml::Null {
             doc = empty_doc();
         }
-        edit(&mut doc).map_err(|e| format!("cannot edit {}: {e}", path.display()))?;
-        let text = checked_text(&doc).map_err(|e| format!("refusing to write {}: {e}", path.display()))?;
+        edit(&mut doc).map_err(|source| KubeconfigError::Edit { path: path.to_owned(), source })?;
+        let text = checked_text(&doc).map_err(|source| KubeconfigError::Unsafe { path: path.to_owned(), source })?;
         if before.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
@@ -362,10 +420,14 @@ impl Writer {
             && self.backed_up.insert(target.clone())
         {
             let backup = backup_path(path);
-            write_atomically(&backup, before, mode)
-                .map_err(|e| format!("cannot back up {} to {}: {e}", path.display(), backup.display()))?;
+            write_atomically(&backup, before, mode).map_err(|source| KubeconfigError::Backup {
+                path: path.to_owned(),
+                backup: backup.clone(),
+                source,
+            })?;
         }
-        write_atomically(&target, &text, mode).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_atomically(&target, &text, mode)
+            .map_err(|source| KubeconfigError::Write { path: path.to_owned(), source })
     }
 }
 
@@ -377,13 +439,12 @@ pub fn backup_path(path: &Path) -> PathBuf {
 }
 
 /// The YAML for `doc`, after checking that it reads back to the same tree and loads as a kubeconfig.
-pub fn checked_text(doc: &Yaml) -> Result<String, String> {
+pub fn checked_text(doc: &Yaml) -> Result<String, EditError> {
     let text = yaml::to_string(doc)?;
     if yaml::parse(&text)? != *doc {
-        return Err("the YAML written would not read back the same".into());
+        return Err(EditError::NoRoundTrip);
     }
-    kube::config::Kubeconfig::from_yaml(&text)
-        .map_err(|e| format!("the result would not load as a kubeconfig: {e}"))?;
+    kube::config::Kubeconfig::from_yaml(&text).map_err(EditError::NotAKubeconfig)?;
     Ok(text)
 }
 
@@ -416,12 +477,12 @@ fn write_atomically(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
 struct Lock(PathBuf);
 
 impl Lock {
-    fn acquire(path: &Path) -> Result<Lock, String> {
+    fn acquire(path: &Path) -> Result<Lock, KubeconfigError> {
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
         let lock = PathBuf::from(name);
         if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| KubeconfigError::Lock { path: path.to_owned(), source })?;
         }
         let start = Instant::now();
         loop {
@@ -431,13 +492,9 @@ impl Lock {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(format!(
-                        "{} is locked ({} exists): another kubectl may be writing it; if none runs, delete the lock file",
-                        path.display(),
-                        lock.display()
-                    ));
+                    return Err(KubeconfigError::Locked { path: path.to_owned(), lock });
                 }
-                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+                Err(source) => return Err(KubeconfigError::Lock { path: path.to_owned(), source }),
             }
         }
     }
@@ -661,7 +718,10 @@ x-unknown-top-level: {anything: [1, 2]}
         let path = dir.join("config");
         std::fs::write(&path, ADMIN).unwrap();
         let err = Writer::default().edit(&path, |d| set_context_namespace(d, "missing", "x")).unwrap_err();
-        assert!(err.contains("missing"), "{err}");
+        assert!(
+            matches!(&err, KubeconfigError::Edit { source: EditError::NoContext(c), .. } if c == "missing"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), ADMIN);
         assert!(!backup_path(&path).exists());
         assert!(!dir.join("config.lock").exists(), "the lock is released");

@@ -46,12 +46,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             commands::workspace::describe(&s, workspace.as_deref()).await
         }
         Command::Workspace(WorkspaceCommand::Use { workspace }) => commands::workspace::use_(&mut s, &workspace).await,
-        Command::Member(MemberCommand::Add { role, subject, expires_at, project, timeout }) => {
-            commands::member::add(&s, &role, &subject, expires_at.as_deref(), project.as_deref(), timeout).await
-        }
-        Command::Member(MemberCommand::Remove { role, subject, project }) => {
-            commands::member::remove(&s, &role, &subject, project.as_deref()).await
-        }
+        Command::Member(MemberCommand::Add(args)) => commands::member::add(&s, &args).await,
+        Command::Member(MemberCommand::Remove(args)) => commands::member::remove(&s, &args).await,
         Command::Member(MemberCommand::List { project }) => commands::member::list(&s, project.as_deref()).await,
         Command::Audit(args) => commands::audit::audit(&s, &args).await,
         Command::Completion { .. } => unreachable!("handled above"),

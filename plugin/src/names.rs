@@ -4,18 +4,21 @@ use std::time::Duration;
 
 use zenml_api::{Subject, SubjectKind};
 
+use crate::error::InvalidArgument;
+
 /// The longest Kubernetes name a Project (a namespace) may have.
 pub const MAX_LABEL: usize = 63;
 /// The longest name of most other objects (a DNS-1123 subdomain).
 pub const MAX_SUBDOMAIN: usize = 253;
 
 /// Checks a ZenML project ID: 1 to 63 letters, digits, `-` and `_` (what `spec.projectId` accepts).
-pub fn validate_project_id(id: &str) -> Result<(), String> {
+pub fn validate_project_id(id: &str) -> Result<(), InvalidArgument> {
+    let invalid = |problem| InvalidArgument::new("project ID", id, problem);
     if id.is_empty() || id.len() > MAX_LABEL {
-        return Err(format!("project ID {id:?} must have 1 to {MAX_LABEL} characters"));
+        return Err(invalid(format!("must have 1 to {MAX_LABEL} characters")));
     }
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-        return Err(format!("project ID {id:?} may hold only letters, digits, '-' and '_' (not {c:?})"));
+        return Err(invalid(format!("may hold only letters, digits, '-' and '_' (not {c:?})")));
     }
     Ok(())
 }
@@ -132,15 +135,25 @@ pub fn binding_name(project: &str, role: &str, subject: &Subject) -> String {
 }
 
 /// A subject as the user names it on the command line.
-pub fn subject(user: Option<&str>, group: Option<&str>, service_account: Option<&str>) -> Result<Subject, String> {
+pub fn subject(
+    user: Option<&str>,
+    group: Option<&str>,
+    service_account: Option<&str>,
+) -> Result<Subject, InvalidArgument> {
     let plain = |kind, name: &str| Subject { kind, name: name.to_owned(), project: None, namespace: None };
     match (user, group, service_account) {
         (Some(u), None, None) if !u.is_empty() => Ok(plain(SubjectKind::User, u)),
         (None, Some(g), None) if !g.is_empty() => Ok(plain(SubjectKind::Group, g)),
+        (Some(_), None, None) => Err(InvalidArgument::new("--user", "", "is empty: name a user")),
+        (None, Some(_), None) => Err(InvalidArgument::new("--group", "", "is empty: name a group")),
         (None, None, Some(sa)) => {
             let (project, name) =
                 sa.split_once('/').filter(|(p, n)| !p.is_empty() && !n.is_empty()).ok_or_else(|| {
-                    format!("--service-account takes PROJECT/NAME (the project holding the ServiceAccount), not {sa:?}")
+                    InvalidArgument::new(
+                        "--service-account",
+                        sa,
+                        "is not PROJECT/NAME (the project holding the ServiceAccount, and its name)",
+                    )
                 })?;
             Ok(Subject {
                 kind: SubjectKind::ServiceAccount,
@@ -149,7 +162,10 @@ pub fn subject(user: Option<&str>, group: Option<&str>, service_account: Option<
                 namespace: None,
             })
         }
-        _ => Err("name exactly one subject: --user, --group or --service-account".into()),
+        _ => Err(InvalidArgument::without_value(
+            "--user, --group or --service-account",
+            "name the subject: give exactly one of them",
+        )),
     }
 }
 
@@ -161,9 +177,14 @@ pub fn describe_subject(s: &Subject) -> String {
     }
 }
 
+/// A duration that [`parse_duration`] does not read; clap says which flag it was given to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: use e.g. 30s, 15m, 2h, 7d or 1d12h")]
+pub struct InvalidDuration(pub String);
+
 /// Parses `90s`, `15m`, `2h`, `7d`, `1w`, or sums of them (`1d12h`); a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}: use e.g. 30s, 15m, 2h, 7d or 1d12h");
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration(text.to_owned());
     let text = text.trim();
     if text.is_empty() {
         return Err(bad());

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `-o`: how results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -22,10 +22,10 @@ pub enum Format {
 
 /// Prints `value` as one JSON or YAML document.
 pub fn print_doc<T: Serialize>(format: Format, value: &T) -> Result<()> {
-    let json = serde_json::to_value(value).map_err(|e| format!("cannot serialize the output: {e}"))?;
+    let json = serde_json::to_value(value)?;
     match format {
         Format::Yaml => {
-            let text = serde_saphyr::to_string(&json).map_err(|e| format!("cannot write YAML: {e}"))?;
+            let text = serde_saphyr::to_string(&json).map_err(|e| Error::WriteYaml(Box::new(e)))?;
             print!("{text}");
         }
         _ => println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialize")),

@@ -14,9 +14,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
-use crate::bail;
-use crate::error::{Error, Kind, NotFound, Op, Result, is_forbidden};
-use crate::kubeconfig::{self, Files, Writer};
+use crate::error::{Error, Kind, NotFound, Op, Result, Unlisted, is_forbidden};
+use crate::kubeconfig::{self, Files, KubeconfigError, Writer};
 use crate::names;
 use crate::output::Format;
 
@@ -63,35 +62,22 @@ impl Session {
     ) -> Result<Session> {
         let (paths, explicit) = kubeconfig::locate(kubeconfig_flag)?;
         let files = Files::read(&paths, explicit)?;
-        let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let looked_at = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
         if files.existing().next().is_none() {
-            bail!("no kubeconfig file found (looked at {shown}); set KUBECONFIG or pass --kubeconfig");
+            return Err(KubeconfigError::NoFile { looked_at }.into());
         }
-        let context = match context_flag.or(files.current_context()) {
-            Some(c) => c.to_owned(),
-            None => bail!("no current context in {shown}: pass --context, or `kubectl config use-context NAME`"),
+        let Some(context) = context_flag.or(files.current_context()).map(str::to_owned) else {
+            return Err(KubeconfigError::NoCurrentContext { looked_at }.into());
         };
         let Some(body) = files.context(&context) else {
-            bail!("context {context:?} is not defined in {shown} (`kubectl config get-contexts` lists them)");
+            return Err(KubeconfigError::UnknownContext { context, looked_at }.into());
         };
         let cluster = body.get_str("cluster").unwrap_or_default().to_owned();
         let user = body.get_str("user").map(str::to_owned);
         let namespace = body.get_str("namespace").filter(|n| !n.is_empty()).map(str::to_owned);
         let context_workspace = kubeconfig::context_workspace(body);
 
-        // kube reads each file itself (it resolves relative certificate paths against each file's directory) and
-        // merges them as kubectl does.
-        let mut merged = Kubeconfig::default();
-        for f in files.existing() {
-            let one = Kubeconfig::read_from(&f.path)
-                .map_err(|e| format!("cannot load kubeconfig {}: {e}", f.path.display()))?;
-            merged = merged.merge(one).map_err(|e| format!("cannot merge kubeconfig {}: {e}", f.path.display()))?;
-        }
-        let options = KubeConfigOptions { context: Some(context.clone()), cluster: None, user: None };
-        let config = Config::from_custom_kubeconfig(merged, &options)
-            .await
-            .map_err(|e| format!("cannot use context {context:?}: {e}"))?;
-        let client = Client::try_from(config).map_err(|e| format!("cannot make a client for {context:?}: {e}"))?;
+        let client = client(&files, &context).await?;
         let env_project = std::env::var(ENV_PROJECT).ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().into());
         Ok(Session {
             client,
@@ -152,17 +138,12 @@ impl Session {
             Ok(None) => {
                 let existing = match self.workspaces().list(&ListParams::default()).await {
                     Ok(l) => Ok(sorted(l.items.iter().filter_map(|w| w.metadata.name.clone()).collect())),
-                    Err(e) if is_forbidden(&e) => Err(format!("you lack {}", Op::new("list", WORKSPACES).permission())),
-                    Err(e) => Err(Op::new("list", WORKSPACES).err(e).to_string()),
+                    Err(e) if is_forbidden(&e) => {
+                        Err(Unlisted::Lacking(vec![Op::new("list", WORKSPACES).permission()]))
+                    }
+                    Err(e) => Err(Unlisted::Failed(Box::new(Op::new("list", WORKSPACES).err(e)))),
                 };
-                Err(NotFound {
-                    kind: Kind::Workspace,
-                    name: name.to_owned(),
-                    given_by: None,
-                    workspace: None,
-                    existing,
-                }
-                .into())
+                Err(NotFound { kind: Kind::Workspace, name: name.to_owned(), workspace: None, existing }.into())
             }
             Err(e) => Err(Op::new("get", WORKSPACES).name(name).err(e)),
         }
@@ -223,23 +204,13 @@ impl Session {
             let p = self.resolve_project(id, ws.as_deref()).await.map_err(|e| e.given_by(ENV_PROJECT))?;
             return Ok((p, Origin::Env));
         }
-        let Some(ns) = &self.namespace else {
-            bail!(
-                "no active project: context {:?} sets no namespace. Run `kubectl zenml project set <PROJECT>`, set \
-                 {ENV_PROJECT}, or pass --project",
-                self.context
-            );
-        };
-        if names::is_dns_label(ns)
+        if let Some(ns) = &self.namespace
+            && names::is_dns_label(ns)
             && let Some(p) = self.get_project(ns).await?
         {
             return Ok((p, Origin::Context));
         }
-        bail!(
-            "no active project: namespace {ns:?} of context {:?} is not a ZenML project. Run `kubectl zenml project \
-             set <PROJECT>`, set {ENV_PROJECT}, or pass --project",
-            self.context
-        )
+        Err(Error::NoActiveProject { context: self.context.clone(), namespace: self.namespace.clone() })
     }
 
     /// Finds a project by ZenML ID (within `workspace` when given) or by Kubernetes name.
@@ -268,21 +239,17 @@ impl Session {
         let existing = match self.list_projects(None).await {
             Ok(list) => {
                 let found: Vec<&Project> = list.iter().filter(|p| id_matches(p)).collect();
-                let places = found
+                let places: Vec<String> = found
                     .iter()
                     .map(|p| format!("{} in workspace {}", p.metadata.name.as_deref().unwrap_or("?"), p.spec.workspace))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                    .collect();
+                let id = reference.to_owned();
                 match (workspace, found.len()) {
                     (None, 1) => return Ok(found[0].clone()),
-                    (None, n) if n > 1 => bail!(
-                        "project ID {reference:?} is in several workspaces ({places}): pass --workspace, or the \
-                         project's Kubernetes name"
-                    ),
-                    (Some(ws), n) if n > 0 => bail!(
-                        "no project with ID {reference:?} in workspace {ws:?}, but there is {places}: pass \
-                         --workspace, or the project's Kubernetes name"
-                    ),
+                    (None, n) if n > 1 => return Err(Error::IdInSeveralWorkspaces { id, places }),
+                    (Some(ws), n) if n > 0 => {
+                        return Err(Error::IdInOtherWorkspaces { id, workspace: ws.to_owned(), places });
+                    }
                     _ => {}
                 }
                 // Every project can be listed: the ones in scope are all the names that could have matched.
@@ -294,14 +261,13 @@ impl Session {
                 if !unseen.contains(&p) {
                     unseen.push(p);
                 }
-                Err(format!("you lack {}", unseen.join(" and ")))
+                Err(Unlisted::Lacking(unseen))
             }
             Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
         };
         Err(NotFound {
             kind: Kind::Project,
             name: reference.to_owned(),
-            given_by: None,
             workspace: workspace.map(str::to_owned),
             existing,
         }
@@ -339,6 +305,23 @@ impl Session {
             Err(e) => Err(Op::new("list", WORKSPACES).err(e)),
         }
     }
+}
+
+/// A client for `context` of the kubeconfig `files`.
+async fn client(files: &Files, context: &str) -> Result<Client, KubeconfigError> {
+    // kube reads each file itself (it resolves relative certificate paths against each file's directory) and
+    // merges them as kubectl does.
+    let mut merged = Kubeconfig::default();
+    for f in files.existing() {
+        let path = || f.path.clone();
+        let one = Kubeconfig::read_from(&f.path).map_err(|source| KubeconfigError::Load { path: path(), source })?;
+        merged = merged.merge(one).map_err(|source| KubeconfigError::Merge { path: path(), source })?;
+    }
+    let options = KubeConfigOptions { context: Some(context.to_owned()), cluster: None, user: None };
+    let config = Config::from_custom_kubeconfig(merged, &options)
+        .await
+        .map_err(|source| KubeconfigError::Context { context: context.to_owned(), source })?;
+    Client::try_from(config).map_err(|source| KubeconfigError::Client { context: context.to_owned(), source })
 }
 
 /// The warning for a command that changed the active project while `ZENML_ACTIVE_PROJECT_ID` is set.

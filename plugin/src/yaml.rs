@@ -7,6 +7,19 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
+/// Why a YAML text could not be read or written, or a node did not have the shape an edit needs.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error("expected a mapping to set {key:?} in, found {found}")]
+    NotAMapping { key: String, found: &'static str },
+    #[error("{key:?} should be a {expected}, found {found}")]
+    WrongShape { key: String, expected: &'static str, found: &'static str },
+    #[error(transparent)]
+    Parse(Box<serde_saphyr::Error>),
+    #[error(transparent)]
+    Write(Box<serde_saphyr::SerializeError>),
+}
+
 /// Any YAML node. Mappings keep their keys in file order.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub enum Yaml {
@@ -67,7 +80,7 @@ impl Yaml {
 
     /// Sets `key` of a mapping (appended when new, replaced in place otherwise). A null node becomes a mapping
     /// first (YAML writes an empty mapping as nothing: `preferences:`); any other non-mapping is an error.
-    pub fn set(&mut self, key: &str, value: Yaml) -> Result<(), String> {
+    pub fn set(&mut self, key: &str, value: Yaml) -> Result<(), YamlError> {
         if *self == Yaml::Null {
             *self = Yaml::map();
         }
@@ -79,26 +92,26 @@ impl Yaml {
                 }
                 Ok(())
             }
-            other => Err(format!("expected a mapping to set {key:?} in, found {}", other.kind())),
+            other => Err(YamlError::NotAMapping { key: key.to_owned(), found: other.kind() }),
         }
     }
 
     /// The mapping under `key`, created when missing or null.
-    pub fn map_at(&mut self, key: &str) -> Result<&mut Yaml, String> {
+    pub fn map_at(&mut self, key: &str) -> Result<&mut Yaml, YamlError> {
         match self.get(key) {
             Some(Yaml::Map(_)) => {}
             Some(Yaml::Null) | None => self.set(key, Yaml::map())?,
-            Some(other) => return Err(format!("{key:?} should be a mapping, found {}", other.kind())),
+            Some(other) => return Err(other.wrong_shape(key, "mapping")),
         }
         Ok(self.get_mut(key).expect("just set"))
     }
 
     /// The sequence under `key`, created when missing or null.
-    pub fn seq_at(&mut self, key: &str) -> Result<&mut Vec<Yaml>, String> {
+    pub fn seq_at(&mut self, key: &str) -> Result<&mut Vec<Yaml>, YamlError> {
         match self.get(key) {
             Some(Yaml::Seq(_)) => {}
             Some(Yaml::Null) | None => self.set(key, Yaml::Seq(Vec::new()))?,
-            Some(other) => return Err(format!("{key:?} should be a list, found {}", other.kind())),
+            Some(other) => return Err(other.wrong_shape(key, "list")),
         }
         match self.get_mut(key) {
             Some(Yaml::Seq(items)) => Ok(items),
@@ -118,6 +131,10 @@ impl Yaml {
         }
     }
 
+    fn wrong_shape(&self, key: &str, expected: &'static str) -> YamlError {
+        YamlError::WrongShape { key: key.to_owned(), expected, found: self.kind() }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Yaml::Null => "null",
@@ -131,18 +148,18 @@ impl Yaml {
 }
 
 /// Parses one YAML document (an empty text is `Null`).
-pub fn parse(text: &str) -> Result<Yaml, String> {
+pub fn parse(text: &str) -> Result<Yaml, YamlError> {
     if text.trim().is_empty() {
         return Ok(Yaml::Null);
     }
-    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    serde_saphyr::from_str(text).map_err(|e| YamlError::Parse(Box::new(e)))
 }
 
 /// Writes `value` as block YAML, the way kubectl lays out a kubeconfig (compact list indentation, no folded
 /// scalars: certificate data stays one line).
-pub fn to_string(value: &Yaml) -> Result<String, String> {
+pub fn to_string(value: &Yaml) -> Result<String, YamlError> {
     let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
-    serde_saphyr::to_string_with_options(value, options).map_err(|e| e.to_string())
+    serde_saphyr::to_string_with_options(value, options).map_err(|e| YamlError::Write(Box::new(e)))
 }
 
 impl Serialize for Yaml {

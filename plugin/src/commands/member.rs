@@ -18,9 +18,8 @@ use serde::Serialize;
 use zenml_api::{BuiltinRole, Project, ProjectRoleBinding, ProjectRoleBindingSpec, Subject, SubjectKind, Workspace};
 
 use super::{info, warn};
-use crate::bail;
-use crate::cli::SubjectArgs;
-use crate::error::{Error, Op, Result, code, is_forbidden};
+use crate::cli::{AddArgs, RemoveArgs, SubjectArgs};
+use crate::error::{Error, InvalidArgument, Op, Result, WorkspaceGrant, code, is_forbidden};
 use crate::names;
 use crate::output::{self, Format, print_doc};
 use crate::session::{BINDINGS, Session, WORKSPACES};
@@ -163,7 +162,8 @@ async fn check_role(s: &Session, role: &str, project: &Project) -> Result<()> {
         && !role.ends_with('-')
         && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !valid {
-        bail!("role {role:?} is not a role name: lowercase letters, digits and '-', starting with a letter");
+        let problem = "is not a role name: lowercase letters, digits and '-', starting with a letter";
+        return Err(InvalidArgument::new("--role", role, problem).into());
     }
     if BuiltinRole::from_name(role).is_some() {
         return Ok(());
@@ -173,92 +173,142 @@ async fn check_role(s: &Session, role: &str, project: &Project) -> Result<()> {
         Ok(Some(w)) if !w.spec.roles.iter().any(|r| r.name == role) => {
             let mut allowed: Vec<&str> = BuiltinRole::ALL.iter().map(|r| r.name()).collect();
             allowed.extend(w.spec.roles.iter().map(|r| r.name.as_str()));
-            bail!("role {role:?} is not allowed in workspace {ws:?}: use one of {}", allowed.join(", "))
+            let problem = format!("is not allowed in workspace {ws:?}: use one of {}", allowed.join(", "));
+            Err(InvalidArgument::new("--role", role, problem).into())
         }
         _ => Ok(()),
     }
 }
 
-pub async fn add(
-    s: &Session,
-    role: &str,
-    args: &SubjectArgs,
-    expires_at: Option<&str>,
-    project: Option<&str>,
-    timeout: Duration,
-) -> Result<()> {
-    let (project, _) = s.active_project(project).await?;
+/// `member add`: makes (or updates) the subject's own ProjectRoleBinding, unless another binding already grants the
+/// role for good, then waits until it is in force.
+pub async fn add(s: &Session, args: &AddArgs) -> Result<()> {
+    let role = args.role.as_str();
+    let (project, _) = s.active_project(args.project.as_deref()).await?;
     let pname = project.name_any();
     check_role(s, role, &project).await?;
-    let subject = subject(s, args, &project).await?;
-    let who = names::describe_subject(&subject);
-    let expires = match expires_at {
-        None => None,
-        Some(t) => {
-            let ts = Timestamp::from_str(t)
-                .map_err(|e| format!("--expires-at {t:?} is not an RFC 3339 time (e.g. 2026-12-31T18:00:00Z): {e}"))?;
-            if ts <= Timestamp::now() {
-                bail!("--expires-at {t} is in the past");
-            }
-            Some(Time(ts))
-        }
-    };
-    let name = names::binding_name(&pname, role, &subject);
-    let api = s.bindings();
+    let subject = subject(s, &args.subject, &project).await?;
+    let expires = expiry(args.expires_at.as_deref(), Timestamp::now())?;
+    let grant =
+        Grant { project: pname, role: role.to_owned(), who: names::describe_subject(&subject), subject, expires };
 
-    // Someone else's binding may already grant this, for good.
-    let lp = ListParams::default().fields(&format!("spec.project={pname},spec.role={role}"));
-    let existing = match api.list(&lp).await {
+    if let Some(other) = granted_for_good_elsewhere(s, &grant).await? {
+        info(
+            s.format,
+            format!(
+                "{} already has role {role} in project {} (ProjectRoleBinding {}); nothing to do.",
+                grant.who,
+                grant.project,
+                other.name_any()
+            ),
+        );
+        return print_binding(s, &other);
+    }
+    let binding = upsert(s, &grant).await?;
+    if args.timeout.is_zero() {
+        return print_binding(s, &binding);
+    }
+    let bound = wait_bound(s, &binding.name_any(), args.timeout).await?;
+    print_binding(s, &bound)?;
+    let conds = bound.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (status, reason, message) = output::ready(conds, bound.metadata.generation);
+    if status != "True" {
+        return Err(Error::NotInForce { reason, message });
+    }
+    info(
+        s.format,
+        format!(
+            "In force: RoleBinding {} in namespace {}.",
+            bound.status.and_then(|s| s.role_binding).unwrap_or_default(),
+            grant.project
+        ),
+    );
+    Ok(())
+}
+
+/// One subject's role in one project, as `member add` was asked for it.
+struct Grant {
+    /// The project's Kubernetes name.
+    project: String,
+    role: String,
+    subject: Subject,
+    /// The subject as messages name it.
+    who: String,
+    expires: Option<Time>,
+}
+
+impl Grant {
+    /// The name of the subject's own binding for this grant.
+    fn binding_name(&self) -> String {
+        names::binding_name(&self.project, &self.role, &self.subject)
+    }
+
+    fn until(&self) -> String {
+        self.expires.as_ref().map(|t| format!(" until {}", t.0)).unwrap_or_default()
+    }
+}
+
+/// `--expires-at`, which must be an RFC 3339 time after `now`.
+fn expiry(expires_at: Option<&str>, now: Timestamp) -> Result<Option<Time>, InvalidArgument> {
+    let Some(t) = expires_at else { return Ok(None) };
+    let ts = Timestamp::from_str(t).map_err(|e| {
+        InvalidArgument::new("--expires-at", t, format!("is not an RFC 3339 time (e.g. 2026-12-31T18:00:00Z): {e}"))
+    })?;
+    if ts <= now {
+        return Err(InvalidArgument::new("--expires-at", t, "is in the past"));
+    }
+    Ok(Some(Time(ts)))
+}
+
+/// Another binding (someone else's, not the subject's own) that grants the same role without an end, if one can be
+/// seen: then there is nothing to add.
+async fn granted_for_good_elsewhere(s: &Session, grant: &Grant) -> Result<Option<ProjectRoleBinding>> {
+    let own = grant.binding_name();
+    let lp = ListParams::default().fields(&format!("spec.project={},spec.role={}", grant.project, grant.role));
+    let existing = match s.bindings().list(&lp).await {
         Ok(l) => l.items,
         Err(e) if is_forbidden(&e) => Vec::new(),
         Err(e) => return Err(Op::new("list", BINDINGS).err(e)),
     };
-    if let Some(other) = existing.iter().find(|b| {
-        b.name_any() != name && b.spec.expires_at.is_none() && b.spec.subjects.iter().any(|x| same_subject(x, &subject))
-    }) {
-        info(
-            s.format,
-            format!(
-                "{who} already has role {role} in project {pname} (ProjectRoleBinding {}); nothing to do.",
-                other.name_any()
-            ),
-        );
-        return print_binding(s, other);
-    }
+    Ok(existing.into_iter().find(|b| {
+        b.name_any() != own
+            && b.spec.expires_at.is_none()
+            && b.spec.subjects.iter().any(|x| same_subject(x, &grant.subject))
+    }))
+}
 
-    let binding = match api.get_opt(&name).await.map_err(|e| Op::new("get", BINDINGS).name(&name).err(e))? {
-        Some(mut mine)
-            if mine.spec.expires_at != expires || !mine.spec.subjects.iter().any(|x| same_subject(x, &subject)) =>
-        {
-            mine.spec.expires_at = expires.clone();
-            if !mine.spec.subjects.iter().any(|x| same_subject(x, &subject)) {
-                mine.spec.subjects.push(subject.clone());
+/// Creates the subject's own binding for `grant`, or brings an existing one to it; says which it did.
+async fn upsert(s: &Session, grant: &Grant) -> Result<ProjectRoleBinding> {
+    let name = grant.binding_name();
+    let api = s.bindings();
+    let (who, role, pname, until) = (&grant.who, &grant.role, &grant.project, grant.until());
+    let names_subject = |b: &ProjectRoleBinding| b.spec.subjects.iter().any(|x| same_subject(x, &grant.subject));
+    match api.get_opt(&name).await.map_err(|e| Op::new("get", BINDINGS).name(&name).err(e))? {
+        Some(mut mine) if mine.spec.expires_at != grant.expires || !names_subject(&mine) => {
+            mine.spec.expires_at = grant.expires.clone();
+            if !names_subject(&mine) {
+                mine.spec.subjects.push(grant.subject.clone());
             }
             let updated = api
                 .replace(&name, &PostParams::default(), &mine)
                 .await
                 .map_err(|e| Op::new("update", BINDINGS).name(&name).err(e))?;
-            info(
-                s.format,
-                format!(
-                    "Updated ProjectRoleBinding {name}: {who} has role {role} in project {pname}{}.",
-                    until(&expires)
-                ),
-            );
-            updated
+            let msg = format!("Updated ProjectRoleBinding {name}: {who} has role {role} in project {pname}{until}.");
+            info(s.format, msg);
+            Ok(updated)
         }
         Some(mine) => {
             info(s.format, format!("{who} already has role {role} in project {pname} (ProjectRoleBinding {name})."));
-            mine
+            Ok(mine)
         }
         None => {
             let mut b = ProjectRoleBinding::new(
                 &name,
                 ProjectRoleBindingSpec {
                     project: pname.clone(),
-                    role: role.to_owned(),
-                    subjects: vec![subject.clone()],
-                    expires_at: expires.clone(),
+                    role: role.clone(),
+                    subjects: vec![grant.subject.clone()],
+                    expires_at: grant.expires.clone(),
                 },
             );
             b.metadata.labels = Some(BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())]));
@@ -266,38 +316,11 @@ pub async fn add(
                 .create(&PostParams::default(), &b)
                 .await
                 .map_err(|e| Op::new("create", BINDINGS).name(&name).err(e))?;
-            info(
-                s.format,
-                format!(
-                    "Created ProjectRoleBinding {name}: {who} gets role {role} in project {pname}{}.",
-                    until(&expires)
-                ),
-            );
-            created
+            let msg = format!("Created ProjectRoleBinding {name}: {who} gets role {role} in project {pname}{until}.");
+            info(s.format, msg);
+            Ok(created)
         }
-    };
-    if timeout.is_zero() {
-        return print_binding(s, &binding);
     }
-    let bound = wait_bound(s, &name, timeout).await?;
-    print_binding(s, &bound)?;
-    let conds = bound.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let (status, reason, message) = output::ready(conds, bound.metadata.generation);
-    if status != "True" {
-        bail!("the grant is not in force: {reason}: {message}");
-    }
-    info(
-        s.format,
-        format!(
-            "In force: RoleBinding {} in namespace {pname}.",
-            bound.status.and_then(|s| s.role_binding).unwrap_or_default()
-        ),
-    );
-    Ok(())
-}
-
-fn until(expires: &Option<Time>) -> String {
-    expires.as_ref().map(|t| format!(" until {}", t.0)).unwrap_or_default()
 }
 
 fn print_binding(s: &Session, b: &ProjectRoleBinding) -> Result<()> {
@@ -323,13 +346,14 @@ async fn wait_bound(s: &Session, name: &str, timeout: Duration) -> Result<Projec
         .get_opt(name)
         .await
         .map_err(|e| Op::new("get", BINDINGS).name(name).err(e))?
-        .ok_or_else(|| Error::Message(format!("ProjectRoleBinding {name} was deleted while waiting for it")))
+        .ok_or_else(|| Error::DeletedWhileWaiting { kind: "ProjectRoleBinding", name: name.to_owned() })
 }
 
-pub async fn remove(s: &Session, role: &str, args: &SubjectArgs, project: Option<&str>) -> Result<()> {
-    let (project, _) = s.active_project(project).await?;
+pub async fn remove(s: &Session, args: &RemoveArgs) -> Result<()> {
+    let role = args.role.as_str();
+    let (project, _) = s.active_project(args.project.as_deref()).await?;
     let pname = project.name_any();
-    let subject = subject(s, args, &project).await?;
+    let subject = subject(s, &args.subject, &project).await?;
     let who = names::describe_subject(&subject);
     let api = s.bindings();
     let lp = ListParams::default().fields(&format!("spec.project={pname},spec.role={role}"));
@@ -348,17 +372,16 @@ pub async fn remove(s: &Session, role: &str, args: &SubjectArgs, project: Option
         }
         _ => false,
     };
-    let ws_note = format!(
-        "{who} has role {role} in every project of workspace {} through its spec.members: a workspace admin edits the Workspace to change that",
-        project.spec.workspace
-    );
+    let ws_grant = via_workspace.then(|| WorkspaceGrant {
+        who: who.clone(),
+        role: role.to_owned(),
+        workspace: project.spec.workspace.clone(),
+    });
     if holding.is_empty() {
-        if via_workspace {
-            bail!("{who} has no ProjectRoleBinding for role {role} in project {pname}; {ws_note}");
-        }
-        bail!(
-            "{who} does not have role {role} in project {pname} (`kubectl zenml member list -p {pname}` shows who does)"
-        );
+        return Err(match ws_grant {
+            Some(grant) => Error::GrantedByWorkspace { who, project: pname, grant },
+            None => Error::NoSuchGrant { who, role: role.to_owned(), project: pname },
+        });
     }
     let mut done = Vec::new();
     for name in holding {
@@ -381,8 +404,8 @@ pub async fn remove(s: &Session, role: &str, args: &SubjectArgs, project: Option
         };
         info(s.format, format!("{who}: role {role} in project {pname} revoked: {what}."));
     }
-    if via_workspace {
-        warn(ws_note);
+    if let Some(grant) = ws_grant {
+        warn(grant.to_string());
     }
     Ok(())
 }
@@ -424,7 +447,7 @@ async fn remove_from(api: &Api<ProjectRoleBinding>, name: &str, subject: &Subjec
             Err(e) => return Err(Op::new("update", BINDINGS).name(name).err(e)),
         }
     }
-    bail!("ProjectRoleBinding {name} kept changing while removing a subject from it; try again")
+    Err(Error::KeptChanging(name.to_owned()))
 }
 
 pub async fn list(s: &Session, project: Option<&str>) -> Result<()> {
@@ -475,6 +498,19 @@ mod tests {
         assert!(!same_subject(&sa(Some("a"), None), &sa(Some("b"), None)));
         assert!(same_subject(&user("x"), &user("x")));
         assert!(!same_subject(&user("x"), &Subject { kind: SubjectKind::Group, ..user("x") }));
+    }
+
+    #[test]
+    fn expiry_must_be_an_rfc3339_time_in_the_future() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(expiry(None, now), Ok(None));
+        let later = expiry(Some("2026-12-31T18:00:00Z"), now).unwrap().unwrap();
+        assert_eq!(later.0.to_string(), "2026-12-31T18:00:00Z");
+        let past = expiry(Some("2001-01-01T00:00:00Z"), now).unwrap_err();
+        assert_eq!(past.to_string(), "--expires-at \"2001-01-01T00:00:00Z\" is in the past");
+        let garbled = expiry(Some("tomorrow"), now).unwrap_err();
+        assert_eq!(garbled.flag, "--expires-at");
+        assert!(garbled.to_string().contains("is not an RFC 3339 time"), "{garbled}");
     }
 
     #[test]

@@ -9,11 +9,10 @@ use kube::{Api, ResourceExt};
 use zenml_api::{Project, ProjectSpec};
 
 use super::{info, warn};
-use crate::bail;
 use crate::cli::{RegisterArgs, SetArgs};
 use crate::commands::member;
-use crate::error::{Error, Op, Result, code, is_forbidden};
-use crate::kubeconfig::{self, DefaultProject};
+use crate::error::{Error, InvalidArgument, Op, Result, code, is_forbidden};
+use crate::kubeconfig::{self, DefaultProject, KubeconfigError};
 use crate::names;
 use crate::output::{self, Format, dash, print_doc};
 use crate::session::{ENV_PROJECT, Origin, PROJECTS, Session, env_override, is_ready, namespace_of};
@@ -25,7 +24,7 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     names::validate_project_id(&a.project_id)?;
     let id = a.project_id.as_str();
     let Some(ws) = s.active_workspace().await else {
-        bail!("which workspace? pass --workspace (`kubectl zenml workspace list` shows them)");
+        return Err(Error::NoActiveWorkspace { fix: "pass --workspace" });
     };
     match s.workspace(&ws).await {
         // Not allowed to read it: the create says whether it exists.
@@ -35,12 +34,12 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     match s.list_projects(Some(&ws)).await {
         Ok(list) => {
             if let Some(p) = list.iter().find(|p| p.spec.project_id.as_deref() == Some(id)) {
-                bail!(
-                    "project ID {id:?} is already registered in workspace {ws:?}, as Project {} (namespace {}); \
-                     `kubectl zenml project set {id}` makes it the active project",
-                    p.name_any(),
-                    namespace_of(p)
-                );
+                return Err(Error::AlreadyRegistered {
+                    id: id.to_owned(),
+                    workspace: ws,
+                    project: p.name_any(),
+                    namespace: namespace_of(p),
+                });
             }
         }
         Err(e) if is_forbidden(&e) => {}
@@ -48,9 +47,13 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     }
     let candidates = match &a.k8s_name {
         Some(n) if !names::is_dns_label(n) => {
-            bail!("--k8s-name {n:?} must be a DNS-1123 label: at most 63 lowercase letters, digits and '-'")
+            let problem = "is not a DNS-1123 label: at most 63 lowercase letters, digits and '-'";
+            return Err(InvalidArgument::new("--k8s-name", n, problem).into());
         }
-        Some(n) if names::is_reserved(n) => bail!("--k8s-name {n:?}: 'default' and 'kube-*' are protected namespaces"),
+        Some(n) if names::is_reserved(n) => {
+            let problem = "is a protected namespace ('default' and 'kube-*' are)";
+            return Err(InvalidArgument::new("--k8s-name", n, problem).into());
+        }
         Some(n) => vec![n.clone()],
         None => names::candidate_names(id, &ws),
     };
@@ -83,10 +86,7 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
         }
     }
     let Some(project) = created else {
-        bail!(
-            "every name for project ID {id:?} is taken ({}) by other projects or namespaces: choose one with --k8s-name",
-            skipped.join(", ")
-        );
+        return Err(Error::NamesTaken { id: id.to_owned(), taken: skipped });
     };
     let name = project.name_any();
     if !skipped.is_empty() {
@@ -101,10 +101,8 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     }
     if !a.timeout.is_zero() && !ready {
         let (_, reason, message) = ready_of(&project);
-        return Err(Error::Message(format!(
-            "project {name} is not Ready{}: {reason}: {message}",
-            if is_stuck(&project) { String::new() } else { format!(" after {}", names::format_duration(a.timeout)) }
-        )));
+        let waited = (!is_stuck(&project)).then_some(a.timeout);
+        return Err(Error::NotReady { project: name, reason, message, waited });
     }
     if ready {
         info(s.format, format!("Ready: namespace {}", namespace_of(&project)));
@@ -147,7 +145,7 @@ async fn wait_ready(s: &Session, name: &str, timeout: Duration) -> Result<Projec
     let watched = tokio::time::timeout(timeout, await_condition(s.projects(), name, done)).await;
     match watched {
         Ok(Ok(Some(p))) => return Ok(p),
-        Ok(Ok(None)) => bail!("project {name} was deleted while waiting for it"),
+        Ok(Ok(None)) => return Err(deleted(name)),
         // Timed out, or the watch was refused: poll for what remains of the time.
         Ok(Err(_)) => {
             let deadline = tokio::time::Instant::now() + timeout;
@@ -155,14 +153,18 @@ async fn wait_ready(s: &Session, name: &str, timeout: Duration) -> Result<Projec
                 match s.get_project(name).await? {
                     Some(p) if is_ready(&p) || is_stuck(&p) => return Ok(p),
                     Some(_) => {}
-                    None => bail!("project {name} was deleted while waiting for it"),
+                    None => return Err(deleted(name)),
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
         Err(_) => {}
     }
-    s.get_project(name).await?.ok_or_else(|| Error::Message(format!("project {name} was deleted while waiting for it")))
+    s.get_project(name).await?.ok_or_else(|| deleted(name))
+}
+
+fn deleted(name: &str) -> Error {
+    Error::DeletedWhileWaiting { kind: "project", name: name.to_owned() }
 }
 
 pub async fn set(s: &mut Session, a: &SetArgs) -> Result<()> {
@@ -182,7 +184,7 @@ pub fn activate(s: &mut Session, project: &Project, default: bool) -> Result<()>
     let id = project.spec.project_id.clone();
     let context = s.context.clone();
     let Some(file) = s.files.context_file(&context).map(ToOwned::to_owned) else {
-        bail!("context {context:?} is not defined in any kubeconfig file");
+        return Err(KubeconfigError::NoFileDefines(context).into());
     };
     s.writer.edit(&file, |d| {
         kubeconfig::set_context_namespace(d, &context, &ns)?;

@@ -5,7 +5,6 @@ use zenml_api::Project;
 
 use super::project::indent;
 use super::{info, warn};
-use crate::bail;
 use crate::error::{Error, Op, Result, is_forbidden};
 use crate::kubeconfig;
 use crate::output::{self, Format, dash, print_doc};
@@ -71,7 +70,7 @@ pub async fn describe(s: &Session, name: Option<&str>) -> Result<()> {
         Some(n) => n.to_owned(),
         None => match s.active_workspace().await {
             Some(w) => w,
-            None => bail!("no active workspace: name one (`kubectl zenml workspace list` shows them)"),
+            None => return Err(Error::NoActiveWorkspace { fix: "name one" }),
         },
     };
     let ws = s.workspace(&name).await?;
