@@ -96,6 +96,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
     pub expiring_within: String,
+    /// How many projects were audited.
+    #[serde(skip)]
+    pub project_count: usize,
     pub members: Vec<Member>,
     pub expiring: Vec<Expiring>,
     /// RoleBindings in project namespaces that the operator does not make (access around ProjectRoleBindings).
@@ -521,8 +524,52 @@ impl Read {
     }
 }
 
+/// `kubectl zenml audit`: reads the cluster, builds the report, prints it.
 pub async fn audit(s: &Session, args: &AuditArgs) -> Result<()> {
     let now = Timestamp::now();
+    let fetched = fetch(s).await?;
+    let roles = RoleMap::new(
+        &args.admin_cluster_role,
+        &args.developer_cluster_role,
+        &args.contributor_cluster_role,
+        &args.viewer_cluster_role,
+    );
+    let report = build(&fetched, args.expiring_within, &roles, now);
+    print(s.format, &report)
+}
+
+/// Everything the audit reads from the API server, and what it could not read.
+pub struct Fetched {
+    /// `--workspace`, which limits the audit to one workspace.
+    pub scope: Option<String>,
+    /// The workspaces whose members are shown.
+    pub workspaces: Vec<Workspace>,
+    /// The audited projects, sorted by workspace and name.
+    pub projects: Vec<Project>,
+    /// Every ProjectRoleBinding, or why they could not be listed.
+    pub bindings: Result<Vec<ProjectRoleBinding>>,
+    /// The projects and workspaces the operator decides from, beyond the audited ones.
+    pub read: Read,
+    /// What is in each audited project's namespace, one per project in the order of `projects`.
+    pub namespaces: Vec<InNamespace>,
+    /// What could not be read but does not stop the audit, in the order it happened.
+    pub warnings: Vec<String>,
+}
+
+/// What the audit reads in one project's namespace.
+pub struct InNamespace {
+    /// The namespace's name.
+    pub name: String,
+    /// Its metadata, when it may be read.
+    pub meta: Option<ObjectMeta>,
+    pub role_bindings: Result<Vec<RoleBinding>>,
+    /// Metadata of the long-lived token Secrets: the audit never reads a token.
+    pub token_secrets: Result<Vec<ObjectMeta>>,
+}
+
+/// Reads what the audit judges: the workspaces and projects in scope, every ProjectRoleBinding, what the operator
+/// decides their RoleBindings from, and each project namespace's RoleBindings and token Secrets.
+pub async fn fetch(s: &Session) -> Result<Fetched> {
     let mut warnings = Vec::new();
     let scope = s.workspace_flag.clone();
     let workspaces: Vec<Workspace> = match &scope {
@@ -537,62 +584,69 @@ pub async fn audit(s: &Session, args: &AuditArgs) -> Result<()> {
         None => s.visible_workspaces(&mut warnings).await?,
     };
     let projects = s.list_projects(scope.as_deref()).await.map_err(|e| Op::new("list", PROJECTS).err(e))?;
-    let (bindings, bindings_listed) = match s.bindings().list(&ListParams::default()).await {
-        Ok(l) => (l.items, true),
+    let bindings = match s.bindings().list(&ListParams::default()).await {
+        Ok(l) => Ok(l.items),
+        Err(e) => Err(Op::new("list", BINDINGS).err(e)),
+    };
+    let listed = bindings.as_deref().unwrap_or_default();
+    let read = Read::complete(s, &projects, &workspaces, listed).await;
+    let namespaces =
+        stream::iter(projects.iter()).map(|p| in_namespace(s, namespace_of(p))).buffered(8).collect::<Vec<_>>().await;
+    Ok(Fetched { scope, workspaces, projects, bindings, read, namespaces, warnings })
+}
+
+async fn in_namespace(s: &Session, ns: String) -> InNamespace {
+    let rbs: Api<RoleBinding> = Api::namespaced(s.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
+    let namespaces: Api<Namespace> = Api::all(s.client.clone());
+    let (all, tokens) = (ListParams::default(), ListParams::default().fields(TOKEN_SELECTOR));
+    let (rbs, secrets, meta) =
+        futures::join!(rbs.list(&all), secrets.list_metadata(&tokens), namespaces.get_metadata_opt(&ns));
+    InNamespace {
+        role_bindings: rbs.map(|l| l.items).map_err(|e| Op::new("list", ROLE_BINDINGS).namespace(&ns).err(e)),
+        token_secrets: secrets
+            .map(|l| l.items.into_iter().map(|m| m.metadata).collect())
+            .map_err(|e| Op::new("list", "secrets").namespace(&ns).err(e)),
+        // A namespace that may not be read is judged by the project's status.
+        meta: meta.ok().flatten().map(|n| n.metadata),
+        name: ns,
+    }
+}
+
+/// The report on what was fetched: a pure function of it, the role map the operator runs with, and the time.
+pub fn build(f: &Fetched, expiring_within: Duration, roles: &RoleMap, now: Timestamp) -> Report {
+    let mut warnings = f.warnings.clone();
+    let bindings = match &f.bindings {
+        Ok(b) => b.as_slice(),
         Err(e) => {
-            warnings.push(format!("ProjectRoleBindings not shown: {}", Op::new("list", BINDINGS).err(e)));
-            (Vec::new(), false)
+            warnings.push(format!("ProjectRoleBindings not shown: {e}"));
+            &[]
         }
     };
-    let members: Vec<Member> = projects
+    let members: Vec<Member> = f
+        .projects
         .iter()
         .flat_map(|p| {
-            let ws = workspaces.iter().find(|w| w.metadata.name.as_deref() == Some(p.spec.workspace.as_str()));
-            member::members(p, &bindings, ws)
+            let ws = f.workspaces.iter().find(|w| w.metadata.name.as_deref() == Some(p.spec.workspace.as_str()));
+            member::members(p, bindings, ws)
         })
         .collect();
-    let expiring = expiring(&bindings, &projects, now, args.expiring_within);
-
-    let read = Read::complete(s, &projects, &workspaces, &bindings).await;
-    let roles = RoleMap::new(
-        &args.admin_cluster_role,
-        &args.developer_cluster_role,
-        &args.contributor_cluster_role,
-        &args.viewer_cluster_role,
-    );
-    let inputs =
-        Inputs { workspaces: &read.workspaces, projects: &read.projects, bindings: &bindings, roles: &roles, now };
-    let found = stream::iter(projects.iter())
-        .map(|p| async move {
-            let ns = namespace_of(p);
-            let rbs: Api<RoleBinding> = Api::namespaced(s.client.clone(), &ns);
-            // Metadata only: the audit never reads a token.
-            let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
-            let namespaces: Api<Namespace> = Api::all(s.client.clone());
-            let (all, tokens) = (ListParams::default(), ListParams::default().fields(TOKEN_SELECTOR));
-            let (rbs, secrets, namespace) =
-                futures::join!(rbs.list(&all), secrets.list_metadata(&tokens), namespaces.get_metadata_opt(&ns));
-            (p, ns, rbs, secrets, namespace)
-        })
-        .buffered(8)
-        .collect::<Vec<_>>()
-        .await;
+    let inputs = Inputs { workspaces: &f.read.workspaces, projects: &f.read.projects, bindings, roles, now };
     let mut unmanaged_rbs = Vec::new();
     let mut tokens = Vec::new();
-    for (p, ns, rbs, secrets, namespace) in found {
+    for (p, ns) in f.projects.iter().zip(&f.namespaces) {
         let project = p.name_any();
-        match rbs {
-            Ok(l) => {
-                let blind = if bindings_listed {
-                    blind_spots(p, &bindings, &read)
-                } else {
-                    vec![format!("the ProjectRoleBindings (you lack {})", Op::new("list", BINDINGS).permission())]
+        match &ns.role_bindings {
+            Ok(rbs) => {
+                let blind = match &f.bindings {
+                    Ok(_) => blind_spots(p, bindings, &f.read),
+                    Err(_) => {
+                        vec![format!("the ProjectRoleBindings (you lack {})", Op::new("list", BINDINGS).permission())]
+                    }
                 };
                 if blind.is_empty() {
-                    // A namespace that may not be read is judged by the project's status.
-                    let namespace = namespace.ok().flatten().map(|n| n.metadata);
-                    let wanted = wanted(p, namespace.as_ref(), &inputs);
-                    unmanaged_rbs.extend(unmanaged(&project, &ns, &l.items, &wanted, now));
+                    let wanted = wanted(p, ns.meta.as_ref(), &inputs);
+                    unmanaged_rbs.extend(unmanaged(&project, &ns.name, rbs, &wanted, now));
                 } else {
                     warnings.push(format!(
                         "RoleBindings of project {project} not checked: telling the operator's from others needs {}",
@@ -600,106 +654,101 @@ pub async fn audit(s: &Session, args: &AuditArgs) -> Result<()> {
                     ));
                 }
             }
-            Err(e) if is_forbidden(&e) => warnings.push(format!(
-                "RoleBindings of project {project} not checked: you lack {}",
-                Op::new("list", ROLE_BINDINGS).namespace(&ns).permission()
-            )),
-            Err(e) => warnings.push(Op::new("list", ROLE_BINDINGS).namespace(&ns).err(e).to_string()),
+            Err(e) => warnings.push(not_checked("RoleBindings", &project, e)),
         }
-        match secrets {
-            Ok(l) => tokens.extend(token_secrets(&project, &ns, l.items.iter().map(|m| &m.metadata), now)),
-            Err(e) if is_forbidden(&e) => warnings.push(format!(
-                "token Secrets of project {project} not checked: you lack {}",
-                Op::new("list", "secrets").namespace(&ns).permission()
-            )),
-            Err(e) => warnings.push(Op::new("list", "secrets").namespace(&ns).err(e).to_string()),
+        match &ns.token_secrets {
+            Ok(metas) => tokens.extend(token_secrets(&project, &ns.name, metas, now)),
+            Err(e) => warnings.push(not_checked("token Secrets", &project, e)),
         }
     }
-
-    let report = Report {
+    Report {
         kind: "ZenMLAudit",
         generated_at: now.to_string(),
-        workspace: scope,
-        expiring_within: names::format_duration(args.expiring_within),
+        workspace: f.scope.clone(),
+        expiring_within: names::format_duration(expiring_within),
+        project_count: f.projects.len(),
         members,
-        expiring,
+        expiring: expiring(bindings, &f.projects, now, expiring_within),
         unmanaged_role_bindings: unmanaged_rbs,
         token_secrets: tokens,
         warnings,
-    };
-    if s.format != Format::Table {
+    }
+}
+
+/// The warning for what of a project's namespace could not be listed.
+fn not_checked(what: &str, project: &str, e: &Error) -> String {
+    match e {
+        Error::Forbidden(f) => format!("{what} of project {project} not checked: you lack {}", f.op.permission()),
+        e => e.to_string(),
+    }
+}
+
+/// Prints the report: as one JSON or YAML document, or as tables; the warnings go to stderr either way.
+pub fn print(format: Format, report: &Report) -> Result<()> {
+    if format != Format::Table {
         for w in &report.warnings {
             warn(w);
         }
-        return print_doc(s.format, &report);
+        return print_doc(format, report);
     }
-    let scope = report.workspace.as_ref().map(|w| format!(" of workspace {w}")).unwrap_or_default();
-    println!("Members of {} project(s){scope}:", projects.len());
-    if report.members.is_empty() {
-        println!("  none");
-    } else {
-        println!("{}", indent(&member::members_table(&report.members, true)));
-    }
-    println!();
-    println!("Grants expiring within {}:", report.expiring_within);
-    if report.expiring.is_empty() {
-        println!("  none");
-    } else {
-        let rows: Vec<Vec<String>> = report
-            .expiring
-            .iter()
-            .map(|e| {
-                vec![
-                    e.expires_at.clone(),
-                    if e.expired { "expired".into() } else { String::new() },
-                    e.project.clone(),
-                    e.role.clone(),
-                    e.subjects.iter().map(names::describe_subject).collect::<Vec<_>>().join(", "),
-                    e.binding.clone(),
-                ]
-            })
-            .collect();
-        println!("{}", indent(&output::table(&["EXPIRES", "", "PROJECT", "ROLE", "SUBJECTS", "BINDING"], &rows)));
-    }
-    println!();
-    println!("RoleBindings in project namespaces that the operator does not make (access around ProjectRoleBindings):");
-    if report.unmanaged_role_bindings.is_empty() {
-        println!("  none");
-    } else {
-        let rows: Vec<Vec<String>> = report
-            .unmanaged_role_bindings
-            .iter()
-            .map(|u| {
-                vec![
-                    u.namespace.clone(),
-                    u.name.clone(),
-                    u.role_ref.clone(),
-                    u.subjects.join(", "),
-                    u.age.clone(),
-                    u.reason.clone(),
-                ]
-            })
-            .collect();
-        println!("{}", indent(&output::table(&["NAMESPACE", "NAME", "ROLE", "SUBJECTS", "AGE", "WHY"], &rows)));
-    }
-    println!();
-    println!("Long-lived ServiceAccount token Secrets in project namespaces:");
-    if report.token_secrets.is_empty() {
-        println!("  none");
-    } else {
-        let rows: Vec<Vec<String>> = report
-            .token_secrets
-            .iter()
-            .map(|t| {
-                vec![t.namespace.clone(), t.name.clone(), output::dash(t.service_account.as_deref()), t.age.clone()]
-            })
-            .collect();
-        println!("{}", indent(&output::table(&["NAMESPACE", "NAME", "SERVICE ACCOUNT", "AGE"], &rows)));
-    }
+    print!("{}", render(report));
     for w in &report.warnings {
         warn(w);
     }
     Ok(())
+}
+
+/// The report as tables, one section each, `none` for an empty one.
+pub fn render(report: &Report) -> String {
+    let section = |title: String, headers: &[&str], rows: Vec<Vec<String>>| {
+        let body = if rows.is_empty() { "  none".to_owned() } else { indent(&output::table(headers, &rows)) };
+        format!("{title}\n{body}\n")
+    };
+    let scope = report.workspace.as_ref().map(|w| format!(" of workspace {w}")).unwrap_or_default();
+    let members = format!("Members of {} project(s){scope}:", report.project_count);
+    let members = if report.members.is_empty() {
+        format!("{members}\n  none\n")
+    } else {
+        format!("{members}\n{}\n", indent(&member::members_table(&report.members, true)))
+    };
+    let expiring = report.expiring.iter().map(|e| {
+        vec![
+            e.expires_at.clone(),
+            if e.expired { "expired".into() } else { String::new() },
+            e.project.clone(),
+            e.role.clone(),
+            e.subjects.iter().map(names::describe_subject).collect::<Vec<_>>().join(", "),
+            e.binding.clone(),
+        ]
+    });
+    let unmanaged = report.unmanaged_role_bindings.iter().map(|u| {
+        let subjects = u.subjects.join(", ");
+        vec![u.namespace.clone(), u.name.clone(), u.role_ref.clone(), subjects, u.age.clone(), u.reason.clone()]
+    });
+    let tokens = report
+        .token_secrets
+        .iter()
+        .map(|t| vec![t.namespace.clone(), t.name.clone(), output::dash(t.service_account.as_deref()), t.age.clone()]);
+    [
+        members,
+        section(
+            format!("Grants expiring within {}:", report.expiring_within),
+            &["EXPIRES", "", "PROJECT", "ROLE", "SUBJECTS", "BINDING"],
+            expiring.collect(),
+        ),
+        section(
+            "RoleBindings in project namespaces that the operator does not make (access around ProjectRoleBindings):"
+                .into(),
+            &["NAMESPACE", "NAME", "ROLE", "SUBJECTS", "AGE", "WHY"],
+            unmanaged.collect(),
+        ),
+        section(
+            "Long-lived ServiceAccount token Secrets in project namespaces:".into(),
+            &["NAMESPACE", "NAME", "SERVICE ACCOUNT", "AGE"],
+            tokens.collect(),
+        ),
+    ]
+    .join("\n")
 }
 
 #[cfg(test)]
@@ -707,6 +756,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::rbac::v1::{RoleRef, Subject as RbacSubject};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::core::Status;
     use zenml_api::{ProjectRoleBindingSpec, ProjectSpec, ProjectStatus, SubjectKind, WorkspaceMember, WorkspaceSpec};
 
     #[test]
@@ -1030,6 +1080,82 @@ mod tests {
         let roles = RoleMap::new("admin", "zenml-developer", "zenml-project-contributor", "view");
         let wanted = world.wanted_with(&roles, Some(&world.namespace()));
         assert!(judged(&runner, &wanted).contains("grants ClusterRole/edit instead of ClusterRole/zenml-developer"));
+    }
+
+    /// What `fetch` would return for workspace `ml`: fraud's namespace holds the operator's RoleBindings, `sneaky`
+    /// and a runner token Secret.
+    fn fetched(world: &World) -> Fetched {
+        let mut live: Vec<RoleBinding> =
+            world.wanted().bindings.values().map(|w| as_live(w.role_binding.clone())).collect();
+        live.push(rb("sneaky", "edit", &["mallory"]));
+        let token = ObjectMeta {
+            name: Some("runner-token".into()),
+            annotations: Some([(SERVICE_ACCOUNT_NAME.to_owned(), "zenml-runner".to_owned())].into()),
+            ..Default::default()
+        };
+        Fetched {
+            scope: Some("ml".into()),
+            workspaces: vec![world.workspaces["ml"].clone()],
+            projects: vec![world.fraud().clone()],
+            bindings: Ok(world.bindings.clone()),
+            read: Read { projects: world.projects.clone(), workspaces: world.workspaces.clone(), ..Read::default() },
+            namespaces: vec![InNamespace {
+                name: "fraud".into(),
+                meta: Some(world.namespace()),
+                role_bindings: Ok(live),
+                token_secrets: Ok(vec![token]),
+            }],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_report_is_built_from_what_was_fetched() {
+        let world = World::new();
+        let report = build(&fetched(&world), Duration::from_secs(7 * 86_400), &RoleMap::default(), world.now);
+        let names = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let unmanaged: Vec<&str> = report.unmanaged_role_bindings.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names(unmanaged), ["sneaky"]);
+        let tokens: Vec<&str> = report.token_secrets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names(tokens), ["runner-token"]);
+        let expiring: Vec<(&str, bool)> = report.expiring.iter().map(|e| (e.binding.as_str(), e.expired)).collect();
+        assert_eq!(expiring, [("bob-admin", true)]);
+        let members: Vec<(&str, &str)> =
+            report.members.iter().map(|m| (m.role.as_str(), m.subject.name.as_str())).collect();
+        assert!(members.contains(&("developer", "alice")) && members.contains(&("admin", "ml-admins")), "{members:?}");
+        assert_eq!(report.warnings, Vec::<String>::new());
+        assert_eq!((report.workspace.as_deref(), report.expiring_within.as_str()), (Some("ml"), "7d"));
+
+        let text = render(&report);
+        assert!(text.starts_with("Members of 1 project(s) of workspace ml:\n"), "{text}");
+        assert!(text.contains("\n\nGrants expiring within 7d:\n") && text.contains("expired"), "{text}");
+        assert!(text.contains("sneaky") && text.contains("runner-token"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("projectCount").is_none(), "the count is for the table only: {json}");
+    }
+
+    #[test]
+    fn what_may_not_be_read_is_a_warning_not_a_failure() {
+        let world = World::new();
+        let forbidden = |op: Op| op.err(kube::Error::Api(Box::new(Status::failure("no", "Forbidden").with_code(403))));
+        let mut f = fetched(&world);
+        f.bindings = Err(forbidden(Op::new("list", BINDINGS)));
+        f.namespaces[0].token_secrets = Err(forbidden(Op::new("list", "secrets").namespace("fraud")));
+        let report = build(&f, Duration::from_secs(86_400), &RoleMap::default(), world.now);
+        assert_eq!(report.warnings.len(), 3, "{:#?}", report.warnings);
+        assert!(report.warnings[0].starts_with("ProjectRoleBindings not shown: not allowed to list"));
+        assert_eq!(
+            report.warnings[1],
+            "RoleBindings of project fraud not checked: telling the operator's from others needs the \
+             ProjectRoleBindings (you lack `list` on projectrolebindings.zenml.io at cluster scope)"
+        );
+        assert_eq!(
+            report.warnings[2],
+            "token Secrets of project fraud not checked: you lack `list` on secrets in namespace fraud"
+        );
+        assert!(report.unmanaged_role_bindings.is_empty() && report.token_secrets.is_empty());
+        // Workspace members are still shown.
+        assert!(report.members.iter().all(|m| m.source.kind == "Workspace") && !report.members.is_empty());
     }
 
     #[test]
