@@ -6,6 +6,7 @@
 //! with other tests, and assume nothing that only the local cluster provides.
 
 pub mod bench;
+pub mod fixtures;
 pub mod objects;
 pub mod operator;
 

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e::fixtures::Cleanup;
 use e2e::{
-    Output, client, delete_nowait, describe_conditions, eventually, kubectl, operator, run, run_stdin,
-    server_side_apply, unique, wait_gone, zenml_object,
+    Output, client, describe_conditions, eventually, kubectl, run, run_stdin, server_side_apply, unique, wait_gone,
+    zenml_object,
 };
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -49,35 +50,17 @@ const MANAGED_POLICY: &str = "zenml-managed-objects";
 /// One test's view of the cluster, and everything it must delete when it ends.
 struct Test {
     client: Client,
-    bindings: Vec<String>,
-    projects: Vec<String>,
-    workspaces: Vec<String>,
-    cluster_role_bindings: Vec<String>,
+    made: Cleanup,
 }
 
 impl Test {
     async fn new() -> Test {
-        operator::shared();
-        Test {
-            client: client().await,
-            bindings: Vec::new(),
-            projects: Vec::new(),
-            workspaces: Vec::new(),
-            cluster_role_bindings: Vec::new(),
-        }
+        Test { made: Cleanup::with_shared_operator(TIMEOUT), client: client().await }
     }
 
     /// Remembers an object for cleanup (before anyone tries to create it).
     fn track(&mut self, kind: &str, name: &str) {
-        let list = match kind {
-            "Project" => &mut self.projects,
-            "Workspace" => &mut self.workspaces,
-            "ProjectRoleBinding" => &mut self.bindings,
-            other => panic!("not tracked: {other}"),
-        };
-        if !list.iter().any(|n| n == name) {
-            list.push(name.to_owned());
-        }
+        assert!(self.made.track(kind, name), "not tracked: {kind}");
     }
 
     /// Tracks `obj` and returns it, for a user to create.
@@ -109,7 +92,7 @@ impl Test {
     fn self_service(&mut self) -> String {
         let group = unique("e2e-acc-selfservice");
         let crb = group.clone();
-        self.cluster_role_bindings.push(crb.clone());
+        self.made.cluster_role_binding(&crb);
         let out = run(kubectl().args([
             "create",
             "clusterrolebinding",
@@ -191,32 +174,6 @@ impl Test {
             if members == expected { Ok(()) } else { Err(format!("members {members:?}")) }
         })
         .await;
-    }
-
-    /// Deletes what the test made; `Err` says what did not go away.
-    fn cleanup(&mut self) -> Result<(), String> {
-        let mut errors = Vec::new();
-        let steps = [
-            (BINDINGS, std::mem::take(&mut self.bindings), TIMEOUT),
-            (PROJECTS, std::mem::take(&mut self.projects), DELETE_TIMEOUT),
-            (WORKSPACES, std::mem::take(&mut self.workspaces), DELETE_TIMEOUT),
-            ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
-        ];
-        for (kind, names, timeout) in steps {
-            errors.extend(delete_nowait(kind, &names).err());
-            errors.extend(wait_gone(kind, &names, timeout).err());
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
-    }
-}
-
-impl Drop for Test {
-    fn drop(&mut self) {
-        match self.cleanup() {
-            Ok(()) => {}
-            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
-            Err(e) => panic!("cleanup failed: {e}\noperator log: {}", operator::shared().log.display()),
-        }
     }
 }
 

@@ -7,8 +7,9 @@
 //! immutability and of `kubectl get` create objects, under [`unique`] names, and delete them.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::fixtures::Cleanup;
 use e2e::{Output, eventually, install_crds, kubectl, run, run_ok, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -615,47 +616,6 @@ fn examples_are_admitted() {
     }
 }
 
-/// Cluster-scoped objects (`kind`, `name`) deleted, in reverse order, when dropped — also when
-/// the test fails.
-struct Cleanup(Vec<(&'static str, String)>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (kind, name) in self.0.iter().rev() {
-            delete(kind, name);
-        }
-    }
-}
-
-fn exists(kind: &str, name: &str) -> bool {
-    let out = run(kubectl().args(["get", kind, name, "--ignore-not-found", "-o", "name"]));
-    !out.success() || !out.stdout.trim().is_empty()
-}
-
-/// Deletes an object without waiting for finalizers. An operator may or may not be running: if
-/// the object is still there after [`FINALIZER_GRACE`], its finalizers are removed so it goes.
-/// Never panics (it runs in `Drop`).
-fn delete(kind: &str, name: &str) {
-    let wait_gone = |timeout: Duration| {
-        let deadline = Instant::now() + timeout;
-        while exists(kind, name) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        true
-    };
-    run(kubectl().args(["delete", kind, name, "--wait=false", "--ignore-not-found"]));
-    if wait_gone(FINALIZER_GRACE) {
-        return;
-    }
-    run(kubectl().args(["patch", kind, name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]));
-    if !wait_gone(FINALIZER_GRACE) {
-        eprintln!("warning: {kind}/{name} is still there after removing its finalizers");
-    }
-}
-
 fn create(yaml: &str) {
     let out = e2e::run_stdin(kubectl().args(["create", "-f", "-"]), &with_api_version(yaml));
     assert!(out.success(), "cannot create:\n{yaml}\n{}", out.stderr);
@@ -675,7 +635,9 @@ fn workspace_of_a_project_and_project_of_a_binding_are_immutable() {
     let project = unique("e2e-api-immutable");
     let binding = unique("e2e-api-immutable");
     let (workspace, other_workspace) = (unique("e2e-api-ws-a"), unique("e2e-api-ws-b"));
-    let _cleanup = Cleanup(vec![("project", project.clone()), ("projectrolebinding", binding.clone())]);
+    let mut cleanup = Cleanup::without_operator(FINALIZER_GRACE);
+    cleanup.project(&project);
+    cleanup.binding(&binding);
 
     create(&format!(
         "kind: Project\nmetadata: {{name: {project}}}\nspec: {{workspace: {workspace}, displayName: Before}}"
@@ -757,11 +719,10 @@ async fn get_zenml_lists_every_kind_with_its_columns() {
     let workspace = unique("e2e-api-get");
     let project = unique("e2e-api-get");
     let binding = unique("e2e-api-get");
-    let _cleanup = Cleanup(vec![
-        ("workspace", workspace.clone()),
-        ("project", project.clone()),
-        ("projectrolebinding", binding.clone()),
-    ]);
+    let mut cleanup = Cleanup::without_operator(FINALIZER_GRACE);
+    cleanup.workspaces.push(workspace.clone());
+    cleanup.project(&project);
+    cleanup.binding(&binding);
     create(&format!("kind: Workspace\nmetadata: {{name: {workspace}}}\nspec: {{displayName: e2e}}"));
     create(&format!("kind: Project\nmetadata: {{name: {project}}}\nspec: {{workspace: {workspace}}}"));
     create(&format!(

@@ -11,17 +11,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use e2e::{
-    Output, delete_nowait, eventually, kubectl, kubectl_json, operator, run, run_ok, run_stdin, server_side_apply,
-    unique, wait_gone, zenml_object,
-};
+use e2e::fixtures::Cleanup;
+use e2e::{Output, eventually, kubectl, kubectl_json, run, run_ok, run_stdin, server_side_apply, unique, zenml_object};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the plugin waits for Ready: generous, as the shared cluster may be busy (or changing leaders).
 const WAIT: &str = "120s";
-const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Harness
@@ -148,62 +145,6 @@ impl Drop for Home {
     }
 }
 
-/// What a test made on the cluster, deleted when it ends (pass or fail): bindings, projects (until gone),
-/// workspaces, cluster role bindings.
-#[derive(Default)]
-struct Cleanup {
-    bindings: Vec<String>,
-    projects: Vec<String>,
-    workspaces: Vec<String>,
-    cluster_role_bindings: Vec<String>,
-}
-
-impl Cleanup {
-    fn new() -> Cleanup {
-        operator::shared();
-        Cleanup::default()
-    }
-
-    fn workspace(&mut self, name: &str, spec: Value) {
-        self.workspaces.push(name.to_owned());
-        server_side_apply(&zenml_object("Workspace", name, spec));
-    }
-
-    /// A project the plugin is about to create under `name`.
-    fn project(&mut self, name: &str) {
-        self.projects.push(name.to_owned());
-    }
-
-    fn binding(&mut self, name: &str) {
-        self.bindings.push(name.to_owned());
-    }
-
-    fn cleanup(&mut self) -> Result<(), String> {
-        let mut errors = Vec::new();
-        let steps = [
-            ("projectrolebindings.zenml.io", std::mem::take(&mut self.bindings), TIMEOUT),
-            ("projects.zenml.io", std::mem::take(&mut self.projects), DELETE_TIMEOUT),
-            ("workspaces.zenml.io", std::mem::take(&mut self.workspaces), DELETE_TIMEOUT),
-            ("clusterrolebindings", std::mem::take(&mut self.cluster_role_bindings), TIMEOUT),
-        ];
-        for (kind, names, timeout) in steps {
-            errors.extend(delete_nowait(kind, &names).err());
-            errors.extend(wait_gone(kind, &names, timeout).err());
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        match self.cleanup() {
-            Ok(()) => {}
-            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
-            Err(e) => panic!("cleanup failed: {e}"),
-        }
-    }
-}
-
 /// `kubectl get <kind> <name> -o json` as the cluster admin, `None` when it does not exist.
 fn get(kind: &str, name: &str, namespace: Option<&str>) -> Option<Value> {
     let mut cmd = kubectl();
@@ -241,7 +182,7 @@ fn item_names(list: &Value) -> Vec<String> {
 /// and `workspace use`: the objects they make and what they write into the kubeconfig.
 #[tokio::test]
 async fn register_set_and_switch_like_the_zenml_cli() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("cli");
     let ws = unique("e2e-plg-ws");
     let ws2 = unique("e2e-plg-wt");
@@ -392,7 +333,7 @@ async fn register_set_and_switch_like_the_zenml_cli() {
 /// an audit that shows an expiring grant and a RoleBinding made around the operator.
 #[tokio::test]
 async fn members_and_audit() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("members");
     let ws = unique("e2e-plg-ws");
     t.workspace(
@@ -552,7 +493,7 @@ async fn members_and_audit() {
 /// delegation, ProjectRoleBindings with a cross-project ServiceAccount subject) are not listed.
 #[tokio::test]
 async fn audit_lists_access_around_project_role_bindings() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("around");
     let ws = unique("e2e-plg-around");
     let admins = unique("e2e-plg-admins");
@@ -641,7 +582,7 @@ async fn audit_lists_access_around_project_role_bindings() {
 /// impersonates them: registers in their workspace, and is told clearly why not in another.
 #[tokio::test]
 async fn a_workspace_admin_registers_in_their_workspace_only() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("admin");
     let group = unique("e2e-plg-admins");
     let user = unique("e2e-plg-user");
@@ -649,7 +590,7 @@ async fn a_workspace_admin_registers_in_their_workspace_only() {
     t.workspace(&mine, json!({"members": [{"role": "admin", "subjects": [{"kind": "Group", "name": group}]}]}));
     t.workspace(&other, json!({}));
     let crb = unique("e2e-plg-selfservice");
-    t.cluster_role_bindings.push(crb.clone());
+    t.cluster_role_binding(&crb);
     let mut create = kubectl();
     create.args([
         "create",
@@ -740,7 +681,7 @@ async fn a_workspace_admin_registers_in_their_workspace_only() {
 /// does exist. `audit --workspace <typo>` used to print an empty report and exit 0.
 #[tokio::test]
 async fn names_that_do_not_exist_are_errors_that_list_what_exists() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("notfound");
     let ws = unique("e2e-plg-nf");
     let empty = unique("e2e-plg-nfe");
@@ -837,7 +778,7 @@ fn krew() -> PathBuf {
 /// `kubectl_complete-zenml` the archive carries, set up as the manifest's caveats say.
 #[tokio::test]
 async fn installed_by_krew_and_completed_by_kubectl() {
-    let mut t = Cleanup::new();
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
     let home = Home::new("krew");
     let ws = unique("e2e-plg-krew");
     t.workspace(&ws, json!({"displayName": "Krew test"}));

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use e2e::fixtures::Cleanup;
 use e2e::operator::Operator;
 use e2e::{
     client, delete_nowait, describe_conditions, eventually, kubectl, kubectl_json, run, run_ok, server_side_apply,
-    unique, wait_gone, zenml_object,
+    unique, zenml_object,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
@@ -28,6 +29,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use zenml_api::labels::MANAGED_BY;
 use zenml_api::{Project, Workspace};
 
 /// How long the operator may take for anything that needs no namespace deletion.
@@ -37,7 +39,6 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The issue's promise for drift: an owned object edited or deleted by hand is restored within seconds.
 const DRIFT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator";
 
 /// Shared by every test; taken exclusively while a second operator counts its writes.
@@ -121,14 +122,8 @@ fn operator() -> &'static Operator {
 /// One test's view of the cluster, and everything it must delete when it ends.
 struct Test {
     client: Client,
-    projects: Vec<String>,
-    workspaces: Vec<String>,
-    /// Namespaces that outlive their Project (Retain, released) or were never a Project's; deleted last.
-    namespaces: Vec<String>,
-    /// ProjectRoleBindings; deleted first.
-    bindings: Vec<String>,
-    /// Wait until these namespaces are gone (fixed names a later run reuses).
-    wait_for_namespaces: bool,
+    /// Deleted when the test ends, after `before_cleanup`.
+    made: Cleanup,
     /// Runs first when the test ends (e.g. `kpt live destroy`).
     before_cleanup: Option<Box<dyn FnOnce()>>,
     quiet: Option<Pass>,
@@ -140,11 +135,7 @@ impl Test {
         let quiet = QUIET.shared();
         Test {
             client: client().await,
-            projects: Vec::new(),
-            workspaces: Vec::new(),
-            namespaces: Vec::new(),
-            bindings: Vec::new(),
-            wait_for_namespaces: false,
+            made: Cleanup::new(DELETE_TIMEOUT).operator_log(operator().log.clone()),
             before_cleanup: None,
             quiet: Some(quiet),
         }
@@ -167,18 +158,7 @@ impl Test {
 
     /// Server-side applies `obj` (as field manager `e2e`), remembering Workspaces and Projects for cleanup.
     fn apply(&mut self, obj: &Value) {
-        let name = obj["metadata"]["name"].as_str().expect("a name").to_owned();
-        let list = match obj["kind"].as_str() {
-            Some("Project") => Some(&mut self.projects),
-            Some("Workspace") => Some(&mut self.workspaces),
-            _ => None,
-        };
-        if let Some(list) = list
-            && !list.contains(&name)
-        {
-            list.push(name);
-        }
-        server_side_apply(obj);
+        self.made.apply(obj);
     }
 
     /// A Workspace with `spec`, applied.
@@ -188,8 +168,7 @@ impl Test {
 
     /// A ProjectRoleBinding, applied.
     fn binding(&mut self, name: &str, spec: Value) {
-        self.bindings.push(name.to_owned());
-        server_side_apply(&zenml_object("ProjectRoleBinding", name, spec));
+        self.made.apply(&zenml_object("ProjectRoleBinding", name, spec));
     }
 
     /// Waits until the binding's Ready has `status` and `reason`; returns its message.
@@ -293,39 +272,15 @@ impl Test {
         })
         .await
     }
-
-    /// Deletes what the test made; `Err` says what did not go away.
-    fn cleanup(&mut self) -> Result<(), String> {
-        if let Some(f) = self.before_cleanup.take() {
-            f();
-        }
-        let mut errors = Vec::new();
-        for (kind, names) in [
-            ("projectrolebinding", std::mem::take(&mut self.bindings)),
-            ("project", std::mem::take(&mut self.projects)),
-            ("workspace", std::mem::take(&mut self.workspaces)),
-        ] {
-            errors.extend(delete_nowait(kind, &names).err());
-            errors.extend(wait_gone(kind, &names, DELETE_TIMEOUT).err());
-        }
-        let namespaces = std::mem::take(&mut self.namespaces);
-        errors.extend(delete_nowait("namespace", &namespaces).err());
-        if self.wait_for_namespaces {
-            errors.extend(wait_gone("namespace", &namespaces, DELETE_TIMEOUT).err());
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
-    }
 }
 
 impl Drop for Test {
     fn drop(&mut self) {
-        let result = self.cleanup();
-        drop(self.quiet.take());
-        match result {
-            Ok(()) => {}
-            Err(e) if std::thread::panicking() => eprintln!("cleanup after a failed test: {e}"),
-            Err(e) => panic!("cleanup failed: {e}\noperator log: {}", operator().log.display()),
+        if let Some(f) = self.before_cleanup.take() {
+            f();
         }
+        self.made.finish();
+        drop(self.quiet.take());
     }
 }
 
@@ -906,7 +861,7 @@ async fn the_project_label_removed_from_its_namespace_is_restored() {
     let ws = unique("e2e-plabel-ws");
     let p = unique("e2e-plabel-p");
     // If the namespace is disowned, deleting the Project leaves it behind.
-    t.namespaces.push(p.clone());
+    t.made.namespaces.push(p.clone());
     t.workspace(&ws, json!({"projectDefaults": {"quota": {"hard": {"pods": "10"}}}}));
     t.project(&p, &ws, json!({}));
     t.wait_ready(&p).await;
@@ -1057,7 +1012,7 @@ async fn an_existing_namespace_is_refused_untouched_until_adopted_and_released_o
     let mut t = Test::new().await;
     let ws = unique("e2e-adopt-ws");
     let name = e2e::namespace(&t.client, "e2e-adopt").await;
-    t.namespaces.push(name.clone());
+    t.made.namespaces.push(name.clone());
     let cms: Api<ConfigMap> = t.ns_api(&name);
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "precious"}, "data": {"k": "v"}})).unwrap();
     let cm = cms.create(&PostParams::default(), &cm).await.expect("a ConfigMap");
@@ -1164,7 +1119,7 @@ async fn an_orphaned_namespace_is_never_taken_over_by_name() {
                 MANAGED_BY: "zenml-operator",
             }},
         }));
-        t.namespaces.push(name.clone());
+        t.made.namespaces.push(name.clone());
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = t.ns_api(&name);
         let secret =
             serde_json::from_value(json!({"metadata": {"name": "model-keys"}, "stringData": {"k": "v"}})).unwrap();
@@ -1536,7 +1491,7 @@ async fn parallel_creates_never_exceed_the_budget() {
     let ws = unique("e2e-race-ws");
     t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
     let names: Vec<String> = (0..20).map(|i| unique(&format!("e2e-race-{i}"))).collect();
-    t.projects.extend(names.iter().cloned());
+    t.made.projects.extend(names.iter().cloned());
     let api = t.projects_api();
     let creates = names.iter().map(|n| {
         let api = api.clone();
@@ -1614,7 +1569,7 @@ async fn a_released_namespace_keeps_its_quota_counted_until_it_is_gone() {
     let (kept, next) = (unique("e2e-keep-r"), unique("e2e-keep-n"));
     t.workspace(&ws, json!({"budget": {"hard": {"requests.cpu": "10"}}}));
     t.project(&kept, &ws, json!({"quota": {"hard": {"requests.cpu": "10"}}, "deletionPolicy": "Retain"}));
-    t.namespaces.push(kept.clone());
+    t.made.namespaces.push(kept.clone());
     t.wait_ready(&kept).await;
     k(&["delete", "project", &kept, "--wait=false"]);
     t.wait_project_gone(&kept, DELETE_TIMEOUT).await;
@@ -1795,7 +1750,7 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
     );
     t.project(&pd, &ws, json!({}));
     t.project(&pr, &ws, json!({"deletionPolicy": "Retain"}));
-    t.namespaces.push(pr.clone());
+    t.made.namespaces.push(pr.clone());
     t.wait_ready(&pd).await;
     t.wait_ready(&pr).await;
     let cms: Api<ConfigMap> = t.ns_api(&pr);
@@ -2299,11 +2254,11 @@ async fn kpt_applies_and_destroys_the_examples() {
     run_ok(kpt().args(["pkg", "init"]).arg(&dir));
     run_ok(kpt().args(["live", "init", "--namespace", "default"]).arg(&dir));
 
-    t.projects = vec![fd.clone(), rec.clone()];
-    t.workspaces = vec![ws.clone()];
+    t.made.projects = vec![fd.clone(), rec.clone()];
+    t.made.workspaces = vec![ws.clone()];
     // fraud-detection is Retain: its namespace stays after destroy, and would conflict with the next run.
-    t.namespaces = vec![fd.clone(), rec.clone()];
-    t.wait_for_namespaces = true;
+    t.made.namespaces = vec![fd.clone(), rec.clone()];
+    t.made.wait_for_namespaces = true;
     let destroy_dir = dir.clone();
     t.before_cleanup = Some(Box::new(move || {
         let out = run(kpt().args(["live", "destroy"]).arg(&destroy_dir));
