@@ -64,14 +64,34 @@ pub fn plan(words: &[String]) -> Plan {
         None => ("", &[][..]),
     };
     let mut plan = Plan::default();
-    let mut cmd = &root;
+    let walked = walk(&root, done, &mut plan);
+    complete_word(&mut plan, &walked, current);
+    plan.fixed.retain(|(v, _)| v.starts_with(&plan.typed));
+    plan
+}
+
+/// Where the words before the one being completed lead.
+#[derive(Clone, Copy)]
+struct Walked<'a> {
+    /// The (sub)command they reach.
+    cmd: &'a clap::Command,
+    /// How many positional arguments of `cmd` they give.
+    positionals: usize,
+    /// The argument whose value the next word is.
+    pending: Option<&'a Arg>,
+    /// After `--`: every word is a positional argument.
+    only_positionals: bool,
+}
+
+/// Reads the words before the one being completed, noting in `plan` the flags a completion uses.
+fn walk<'a>(root: &'a clap::Command, done: &[String], plan: &mut Plan) -> Walked<'a> {
+    let mut cmd = root;
     let mut positionals = 0;
-    // The argument whose value the next word is.
     let mut pending: Option<&Arg> = None;
     let mut only_positionals = false;
     for word in done {
         if let Some(arg) = pending.take() {
-            remember(&mut plan, arg, word);
+            remember(plan, arg, word);
             continue;
         }
         if word == "--" {
@@ -83,7 +103,7 @@ pub fn plan(words: &[String]) -> Plan {
             };
             if let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(name)) {
                 match value {
-                    Some(v) => remember(&mut plan, arg, v),
+                    Some(v) => remember(plan, arg, v),
                     None if takes_value(arg) => pending = Some(arg),
                     None => {}
                 }
@@ -98,7 +118,7 @@ pub fn plan(words: &[String]) -> Plan {
             {
                 match rest.strip_prefix('=').unwrap_or(rest) {
                     "" => pending = Some(arg),
-                    v => remember(&mut plan, arg, v),
+                    v => remember(plan, arg, v),
                 }
             }
         } else if positionals == 0
@@ -109,16 +129,21 @@ pub fn plan(words: &[String]) -> Plan {
             positionals += 1;
         }
     }
+    Walked { cmd, positionals, pending, only_positionals }
+}
 
+/// Fills `plan` with what `current`, the word being completed, may be.
+fn complete_word(plan: &mut Plan, walked: &Walked, current: &str) {
+    let Walked { cmd, positionals, pending, only_positionals } = *walked;
     if let Some(arg) = pending {
         plan.typed = current.to_owned();
-        values(&mut plan, arg);
+        values(plan, arg);
     } else if !only_positionals && current.starts_with("--") && current.contains('=') {
         let (flag, value) = current.split_once('=').expect("an '='");
         if let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(&flag[2..])) {
             plan.prefix = format!("{flag}=");
             plan.typed = value.to_owned();
-            values(&mut plan, arg);
+            values(plan, arg);
         }
     } else if !only_positionals && current.starts_with('-') {
         plan.typed = current.to_owned();
@@ -141,11 +166,9 @@ pub fn plan(words: &[String]) -> Plan {
             }
         }
         if let Some(arg) = cmd.get_positionals().nth(positionals) {
-            values(&mut plan, arg);
+            values(plan, arg);
         }
     }
-    plan.fixed.retain(|(v, _)| v.starts_with(&plan.typed));
-    plan
 }
 
 fn takes_value(arg: &Arg) -> bool {

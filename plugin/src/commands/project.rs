@@ -20,6 +20,8 @@ use crate::session::{ENV_PROJECT, Origin, PROJECTS, Session, env_override, is_re
 /// Ready reasons that do not clear by themselves: waiting longer would not help.
 const STUCK: &[&str] = &["NamespaceConflict", "DuplicateProjectId", "MaxProjectsExceeded", "BudgetExceeded"];
 
+/// `project register`: creates the Project under the first free name, waits until it is Ready, and activates it
+/// when asked.
 pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
     names::validate_project_id(&a.project_id)?;
     let id = a.project_id.as_str();
@@ -31,63 +33,9 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
         Ok(_) | Err(Error::Forbidden(_)) => {}
         Err(e) => return Err(e),
     }
-    match s.list_projects(Some(&ws)).await {
-        Ok(list) => {
-            if let Some(p) = list.iter().find(|p| p.spec.project_id.as_deref() == Some(id)) {
-                return Err(Error::AlreadyRegistered {
-                    id: id.to_owned(),
-                    workspace: ws,
-                    project: p.name_any(),
-                    namespace: namespace_of(p),
-                });
-            }
-        }
-        Err(e) if is_forbidden(&e) => {}
-        Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
-    }
-    let candidates = match &a.k8s_name {
-        Some(n) if !names::is_dns_label(n) => {
-            let problem = "is not a DNS-1123 label: at most 63 lowercase letters, digits and '-'";
-            return Err(InvalidArgument::new("--k8s-name", n, problem).into());
-        }
-        Some(n) if names::is_reserved(n) => {
-            let problem = "is a protected namespace ('default' and 'kube-*' are)";
-            return Err(InvalidArgument::new("--k8s-name", n, problem).into());
-        }
-        Some(n) => vec![n.clone()],
-        None => names::candidate_names(id, &ws),
-    };
-
-    let mut skipped = Vec::new();
-    let mut created = None;
-    for name in &candidates {
-        if taken(s, name).await? {
-            skipped.push(name.clone());
-            continue;
-        }
-        let project = Project::new(
-            name,
-            ProjectSpec {
-                workspace: ws.clone(),
-                display_name: a.display_name.clone(),
-                description: a.description.clone(),
-                project_id: Some(id.to_owned()),
-                ..Default::default()
-            },
-        );
-        match s.projects().create(&PostParams::default(), &project).await {
-            Ok(p) => {
-                created = Some(p);
-                break;
-            }
-            // Taken between the check and the create, or hidden from us: try the next name.
-            Err(e) if code(&e) == Some(409) => skipped.push(name.clone()),
-            Err(e) => return Err(Op::new("create", PROJECTS).name(name).err(e)),
-        }
-    }
-    let Some(project) = created else {
-        return Err(Error::NamesTaken { id: id.to_owned(), taken: skipped });
-    };
+    refuse_registered(s, id, &ws).await?;
+    let candidates = candidates(a.k8s_name.as_deref(), id, &ws)?;
+    let (project, skipped) = create_first_free(s, a, &ws, &candidates).await?;
     let name = project.name_any();
     if !skipped.is_empty() {
         info(s.format, format!("{} taken, so the project is named {name}", skipped.join(" and ")));
@@ -111,6 +59,71 @@ pub async fn register(s: &mut Session, a: &RegisterArgs) -> Result<()> {
         activate(s, &project, a.set_default)?;
     }
     Ok(())
+}
+
+/// Refuses a ZenML project ID that is already registered in the workspace (when its projects may be listed).
+async fn refuse_registered(s: &Session, id: &str, ws: &str) -> Result<()> {
+    match s.list_projects(Some(ws)).await {
+        Ok(list) => match list.iter().find(|p| p.spec.project_id.as_deref() == Some(id)) {
+            Some(p) => Err(Error::AlreadyRegistered {
+                id: id.to_owned(),
+                workspace: ws.to_owned(),
+                project: p.name_any(),
+                namespace: namespace_of(p),
+            }),
+            None => Ok(()),
+        },
+        Err(e) if is_forbidden(&e) => Ok(()),
+        Err(e) => Err(Op::new("list", PROJECTS).err(e)),
+    }
+}
+
+/// The Kubernetes names to try for project `id` in `ws`, best first: `--k8s-name` alone when given.
+fn candidates(k8s_name: Option<&str>, id: &str, ws: &str) -> Result<Vec<String>, InvalidArgument> {
+    match k8s_name {
+        Some(n) if !names::is_dns_label(n) => {
+            let problem = "is not a DNS-1123 label: at most 63 lowercase letters, digits and '-'";
+            Err(InvalidArgument::new("--k8s-name", n, problem))
+        }
+        Some(n) if names::is_reserved(n) => {
+            Err(InvalidArgument::new("--k8s-name", n, "is a protected namespace ('default' and 'kube-*' are)"))
+        }
+        Some(n) => Ok(vec![n.to_owned()]),
+        None => Ok(names::candidate_names(id, ws)),
+    }
+}
+
+/// Creates the Project under the first of `candidates` that is free; returns it and the names found taken.
+async fn create_first_free(
+    s: &Session,
+    a: &RegisterArgs,
+    ws: &str,
+    candidates: &[String],
+) -> Result<(Project, Vec<String>)> {
+    let mut skipped = Vec::new();
+    for name in candidates {
+        if taken(s, name).await? {
+            skipped.push(name.clone());
+            continue;
+        }
+        let project = Project::new(
+            name,
+            ProjectSpec {
+                workspace: ws.to_owned(),
+                display_name: a.display_name.clone(),
+                description: a.description.clone(),
+                project_id: Some(a.project_id.clone()),
+                ..Default::default()
+            },
+        );
+        match s.projects().create(&PostParams::default(), &project).await {
+            Ok(p) => return Ok((p, skipped)),
+            // Taken between the check and the create, or hidden from us: try the next name.
+            Err(e) if code(&e) == Some(409) => skipped.push(name.clone()),
+            Err(e) => return Err(Op::new("create", PROJECTS).name(name).err(e)),
+        }
+    }
+    Err(Error::NamesTaken { id: a.project_id.clone(), taken: skipped })
 }
 
 /// Whether `name` cannot be used: a Project has it, or a namespace that is no project's does.
@@ -333,4 +346,18 @@ pub async fn describe(s: &Session, reference: Option<&str>) -> Result<()> {
 
 pub fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_k8s_name_is_checked_and_replaces_the_derived_names() {
+        assert_eq!(candidates(Some("fraud"), "Fraud", "ml").unwrap(), ["fraud"]);
+        assert_eq!(candidates(None, "Fraud", "ml").unwrap()[..2], ["fraud", "ml-fraud"]);
+        assert_eq!(candidates(Some("Bad_Name"), "x", "ml").unwrap_err().flag, "--k8s-name");
+        let reserved = candidates(Some("kube-system"), "x", "ml").unwrap_err().to_string();
+        assert_eq!(reserved, "--k8s-name \"kube-system\" is a protected namespace ('default' and 'kube-*' are)");
+    }
 }
