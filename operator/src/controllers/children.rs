@@ -76,20 +76,19 @@ pub struct ChildStores {
 
 impl ChildStores {
     /// Watches every child kind, filtered by our label, into its compact cache; the stream says what each change
-    /// touched. This is the one table of child kinds.
+    /// touched.
     pub fn watch(client: &Client) -> (ChildStores, BoxStream<'static, watcher::Result<Touched>>) {
-        let mut table = Table { client: client.clone(), kinds: Vec::new(), streams: Vec::new() };
-        let quotas = table.add(Kind::new(|c| c.quota.iter().collect(), OnRelease::KeepCounted).frees_budget());
-        table.add(Kind::<LimitRange>::new(|c| c.limit_range.iter().collect(), OnRelease::Unmanage));
-        table.add(Kind::<NetworkPolicy>::new(|c| c.network_policy.iter().collect(), OnRelease::Unmanage));
-        table.add(Kind::<ServiceAccount>::new(|c| vec![&c.runner], OnRelease::Delete));
-        table.add(Kind::<Role>::new(|c| vec![&c.delegation], OnRelease::Delete));
-        let role_bindings =
-            table.add(Kind::new(|c| c.role_bindings.iter().collect(), OnRelease::DeleteAll).granting(
-                |rb: &RoleBinding| format!("RoleBinding {} to ClusterRole {}", rb.name_any(), rb.role_ref.name),
-            ));
-        let stores = ChildStores { quotas, role_bindings, kinds: table.kinds };
+        let mut table = Table::new(Some(client.clone()));
+        let stores = table.describe();
         (stores, stream::select_all(table.streams).boxed())
+    }
+
+    /// The same caches without watches, for tests: filled by hand through the writers.
+    #[cfg(test)]
+    pub fn for_tests() -> (ChildStores, ChildWriters) {
+        let mut table = Table::new(None);
+        let stores = table.describe();
+        (stores, ChildWriters(table.writers))
     }
 
     /// Resolves once every kind's first full list is in.
@@ -340,16 +339,42 @@ impl<K: ChildObject> ChildKind for Cached<K> {
 
 /// Builds the table: one watch, cache and description per kind.
 struct Table {
-    client: Client,
+    /// `None` in tests: the caches are then filled by hand (see `ChildWriters`).
+    client: Option<Client>,
     kinds: Vec<Arc<dyn ChildKind>>,
     streams: Vec<BoxStream<'static, watcher::Result<Touched>>>,
+    /// The caches' write sides when no watch feeds them, one per kind.
+    writers: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl Table {
+    fn new(client: Option<Client>) -> Self {
+        Table { client, kinds: Vec::new(), streams: Vec::new(), writers: Vec::new() }
+    }
+
+    /// This is the one table of child kinds.
+    fn describe(&mut self) -> ChildStores {
+        let quotas = self.add(Kind::new(|c| c.quota.iter().collect(), OnRelease::KeepCounted).frees_budget());
+        self.add(Kind::<LimitRange>::new(|c| c.limit_range.iter().collect(), OnRelease::Unmanage));
+        self.add(Kind::<NetworkPolicy>::new(|c| c.network_policy.iter().collect(), OnRelease::Unmanage));
+        self.add(Kind::<ServiceAccount>::new(|c| vec![&c.runner], OnRelease::Delete));
+        self.add(Kind::<Role>::new(|c| vec![&c.delegation], OnRelease::Delete));
+        let role_bindings =
+            self.add(Kind::new(|c| c.role_bindings.iter().collect(), OnRelease::DeleteAll).granting(
+                |rb: &RoleBinding| format!("RoleBinding {} to ClusterRole {}", rb.name_any(), rb.role_ref.name),
+            ));
+        ChildStores { quotas, role_bindings, kinds: std::mem::take(&mut self.kinds) }
+    }
+
     fn add<K: ChildObject>(&mut self, kind: Kind<K>) -> ChildStore<K> {
         let (reader, mut writer) = cache::store();
         let frees_budget = kind.frees_budget;
-        let touched = watcher(Api::<K>::all(self.client.clone()), list_config().labels(MANAGED_SELECTOR))
+        self.kinds.push(Arc::new(Cached { kind, store: reader.clone() }));
+        let Some(client) = &self.client else {
+            self.writers.push(Box::new(writer));
+            return reader;
+        };
+        let touched = watcher(Api::<K>::all(client.clone()), list_config().labels(MANAGED_SELECTOR))
             .default_backoff()
             .modify(strip)
             .inspect_ok(move |event| writer.apply(event))
@@ -361,7 +386,20 @@ impl Table {
                 frees_budget,
             });
         self.streams.push(touched.boxed());
-        self.kinds.push(Arc::new(Cached { kind, store: reader.clone() }));
         reader
+    }
+}
+
+/// The write sides of `ChildStores::for_tests`' caches: what a watch would deliver, delivered by hand.
+#[cfg(test)]
+pub struct ChildWriters(Vec<Box<dyn std::any::Any + Send>>);
+
+#[cfg(test)]
+impl ChildWriters {
+    /// Feeds `event` to the cache of its kind, as the kind's watch would.
+    pub fn apply<K: ChildObject>(&mut self, event: watcher::Event<K>) -> &mut Self {
+        let writer = self.0.iter_mut().find_map(|w| w.downcast_mut::<cache::ChildWriter<K>>());
+        writer.expect("a child kind of the table").apply(&event);
+        self
     }
 }

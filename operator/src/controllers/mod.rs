@@ -4,6 +4,8 @@
 pub mod binding;
 pub mod children;
 pub mod context;
+#[cfg(test)]
+pub(crate) mod mocked;
 pub mod project;
 pub mod workspace;
 
