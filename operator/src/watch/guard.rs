@@ -128,3 +128,118 @@ pub async fn report(client: Client, recorder: Recorder, mut invalid: mpsc::Unbou
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::stream;
+    use kube::ResourceExt;
+    use kube::runtime::events::Reporter;
+    use zenml_api::Project;
+
+    use super::*;
+    use crate::controllers::mocked::api::ApiServer;
+
+    fn meta(generation: i64) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("p".into()),
+            uid: Some("uid-p".into()),
+            generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    fn good(generation: i64) -> DeserializeGuard<Project> {
+        DeserializeGuard(Ok(Project { metadata: meta(generation), ..Default::default() }))
+    }
+
+    fn bad(generation: i64) -> DeserializeGuard<Project> {
+        let error = format!("spec.quota.hard: invalid type (generation {generation})");
+        DeserializeGuard(Err(InvalidObject { error, metadata: meta(generation) }))
+    }
+
+    fn show(event: &watcher::Result<watcher::Event<Project>>) -> String {
+        match event {
+            Ok(watcher::Event::Apply(p)) => format!("Apply {} {:?}", p.name_any(), p.meta().generation),
+            Ok(watcher::Event::Delete(p)) => format!("Delete {} {:?}", p.name_any(), p.meta().generation),
+            Ok(watcher::Event::Init) => "Init".into(),
+            Ok(watcher::Event::InitApply(p)) => format!("InitApply {} {:?}", p.name_any(), p.meta().generation),
+            Ok(watcher::Event::InitDone) => "InitDone".into(),
+            Err(_) => "Error".into(),
+        }
+    }
+
+    /// The events `decodable` hands on for `events`, and the generations it reported as invalid.
+    async fn decoded(
+        events: Vec<watcher::Result<watcher::Event<DeserializeGuard<Project>>>>,
+    ) -> (Vec<String>, Vec<Option<i64>>) {
+        let (tx, rx) = mpsc::unbounded();
+        let out: Vec<_> = decodable(stream::iter(events), tx).collect().await;
+        let reported: Vec<Invalid> = rx.collect().await;
+        (out.iter().map(show).collect(), reported.iter().map(|i| i.metadata.generation).collect())
+    }
+
+    #[tokio::test]
+    async fn an_object_that_stops_decoding_is_deleted_from_the_caches_reported_and_comes_back_once_fixed() {
+        let (out, reported) = decoded(vec![
+            Ok(watcher::Event::Apply(good(1))),
+            Ok(watcher::Event::Apply(bad(2))),
+            Ok(watcher::Event::Apply(good(3))),
+        ])
+        .await;
+        assert_eq!(out, ["Apply p Some(1)", "Delete p Some(2)", "Apply p Some(3)"]);
+        assert_eq!(reported, [Some(2)], "reported once, for the version that does not decode");
+    }
+
+    #[tokio::test]
+    async fn a_relist_leaves_out_what_does_not_decode_and_a_deletion_passes_either_way() {
+        let (out, reported) = decoded(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(good(1))),
+            Ok(watcher::Event::InitApply(bad(2))),
+            Ok(watcher::Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::Delete(bad(2))),
+            Ok(watcher::Event::Delete(good(1))),
+        ])
+        .await;
+        assert_eq!(
+            out,
+            ["Init", "InitApply p Some(1)", "InitDone", "Error", "Delete p Some(2)", "Delete p Some(1)"],
+            "left out of the relist: the relist itself makes the caches forget it"
+        );
+        assert_eq!(reported, [Some(2)], "a deletion is not reported");
+    }
+
+    #[tokio::test]
+    async fn each_invalid_generation_is_reported_once_with_an_event_and_an_invalid_spec_condition() {
+        let (client, server) = ApiServer::start();
+        let recorder = Recorder::new(client.clone(), Reporter { controller: "zenml-operator".into(), instance: None });
+        let (tx, rx) = mpsc::unbounded();
+        let invalid = |generation| {
+            let DeserializeGuard(Err(bad)) = bad(generation) else { unreachable!() };
+            Invalid { resource: ApiResource::erase::<Project>(&()), metadata: bad.metadata, error: bad.error }
+        };
+        for generation in [2, 2, 2, 3] {
+            tx.unbounded_send(invalid(generation)).unwrap();
+        }
+        drop(tx);
+
+        report(client, recorder, rx).await;
+
+        let writes = server.writes();
+        assert_eq!(writes.len(), 2, "{:?}", server.lines());
+        assert!(
+            writes.iter().all(|w| w.line() == "PATCH /apis/zenml.io/v1alpha1/projects/p/status" && w.is_our_apply())
+        );
+        let condition = &writes[0].body["status"]["conditions"][0];
+        assert_eq!(
+            (&condition["type"], &condition["status"], &condition["reason"]),
+            (&"Ready".into(), &"False".into(), &"InvalidSpec".into())
+        );
+        assert!(condition["message"].as_str().unwrap().contains("spec.quota.hard"), "names the field");
+        assert_eq!(writes[1].body["status"]["conditions"][0]["observedGeneration"], 3);
+        let events = server.events();
+        assert_eq!(events.len(), 2, "one Warning Event per generation");
+        assert!(events.iter().all(|e| e.body["type"] == "Warning" && e.body["reason"] == "InvalidSpec"));
+    }
+}

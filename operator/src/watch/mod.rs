@@ -124,3 +124,75 @@ where
 {
     store.get(&ObjectRef::from_obj(obj)).is_none_or(|cached| cached.meta().uid != obj.meta().uid)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::stream;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::ResourceExt;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn cm(name: &str) -> ConfigMap {
+        ConfigMap { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
+    }
+
+    fn names(received: Vec<ConfigMap>) -> Vec<String> {
+        received.iter().map(|c| c.name_any()).collect()
+    }
+
+    #[tokio::test]
+    async fn every_consumer_gets_every_touched_object_in_order_deletions_included_and_errors_skipped() {
+        let events = stream::iter([
+            Ok(watcher::Event::Apply(cm("a"))),
+            Ok(watcher::Event::Delete(cm("b"))),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::Apply(cm("c"))),
+            Ok(watcher::Event::Delete(cm("a"))),
+        ]);
+        let ([first, second, third], watch) = fan_out::<_, _, 3>(events.touched_objects(), 1, "test");
+        tokio::spawn(watch);
+        // Read together: the channels are bounded, so one consumer left unread would hold up the others.
+        let received = futures::future::join_all([first, second, third].map(|rx| rx.collect::<Vec<_>>())).await;
+        for r in received {
+            assert_eq!(names(r), ["a", "b", "c", "a"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stopped_does_not_hold_up_the_others() {
+        let objects = stream::iter(["a", "b", "c"].map(|n| Ok(cm(n))));
+        let ([stopped, running], watch) = fan_out::<_, _, 2>(objects, 1, "test");
+        drop(stopped);
+        let watch = tokio::spawn(watch);
+        assert_eq!(names(running.collect().await), ["a", "b", "c"]);
+        tokio::time::timeout(std::time::Duration::from_secs(1), watch)
+            .await
+            .expect("the watch ran to its end")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_slows_the_watch_instead_of_queueing_without_bound() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let objects = stream::iter(0..100).map(|i| Ok(cm(&i.to_string()))).inspect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let ([slow, fast], watch) = fan_out::<_, _, 2>(objects, 1, "test");
+        let watch = tokio::spawn(watch);
+        let fast = tokio::spawn(fast.collect::<Vec<_>>());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The buffer (1) plus the sender's own slot, plus the one object waiting to be sent.
+        assert!(pulled.load(Ordering::SeqCst) <= 3, "pulled {} from the watch", pulled.load(Ordering::SeqCst));
+        assert!(!fast.is_finished(), "the fast consumer waits for the slow one");
+
+        let slow: Vec<ConfigMap> = slow.collect().await;
+        assert_eq!(slow.len(), 100);
+        assert_eq!(fast.await.unwrap().len(), 100);
+        watch.await.unwrap();
+    }
+}
