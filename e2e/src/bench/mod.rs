@@ -11,11 +11,11 @@
 //! `apiserver_request_total`, which has no user label, and say so.
 //!
 //! Layout: this file holds the settings and the driver ([`run`], `Bench::phases`), which runs one module per phase in
-//! the order of the figures — [`floor`] (1), [`budget`] (1, second row), [`provisioning`] (2 and 3), [`idle`]
-//! (4a and 5), [`restart`] (6 and 4b), [`latency`] (7) — and last [`cleanup`]. They share [`workload`] (the run's
-//! Workspace, Projects and bindings, and the objects one project stands for), [`operator`] (the benchmark's own
-//! operator), [`watch`] (readiness and deletion by watch), [`audit`] and [`metrics`] (where the figures come from), and
-//! [`report`] (the table and the summary line).
+//! the order of the figures — `floor` (1), `budget` (1, second row), `provisioning` (2 and 3), `idle` (4a
+//! and 5), `restart` (6 and 4b), `latency` (7) — and last `cleanup`. They share `workload` (the run's Workspace,
+//! Projects and bindings, and the objects one project stands for), `operator` (the benchmark's own operator), `watch`
+//! (readiness and deletion by watch), `audit` and `metrics` (where the figures come from), and `report` (the table and
+//! the summary line).
 
 mod audit;
 mod budget;
