@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod fixtures;
+pub mod node;
 pub mod objects;
 pub mod operator;
 
@@ -46,6 +47,22 @@ pub fn kubeconfig() -> Option<PathBuf> {
     local.exists().then_some(local)
 }
 
+/// The directory of the cluster `e2e/cluster` made, if the tests run against one: `ZENML_CLUSTER_DIR`, else the
+/// directory of `KUBECONFIG` when `e2e/cluster` wrote it (it holds the cluster's `pids/`), else `e2e/.cluster` when
+/// `KUBECONFIG` is unset.
+pub fn local_cluster_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ZENML_CLUSTER_DIR").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let dir = Path::new(&path).parent()?;
+            (dir.join("pids").is_dir() && dir.join("server").is_file()).then(|| dir.to_path_buf())
+        }
+        None => Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster")).filter(|d| d.is_dir()),
+    }
+}
+
 fn require_kubeconfig() -> PathBuf {
     kubeconfig().unwrap_or_else(|| {
         panic!(
@@ -77,7 +94,9 @@ pub fn kubectl() -> Command {
     static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
     let program = KUBECTL.get_or_init(|| {
         std::env::var_os("KUBECTL").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-            let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster/kubectl");
+            let local = local_cluster_dir()
+                .map(|d| d.join("kubectl"))
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster/kubectl"));
             let fallback = if local.exists() { local } else { "kubectl".into() };
             pick_kubectl(server_minor(&fallback), Path::new(KUBECTL_DIR), fallback)
         })

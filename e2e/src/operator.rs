@@ -7,6 +7,13 @@
 //! of as cluster-admin: the chart's RBAC is rendered and applied for namespace [`OPERATOR_NAMESPACE`], and the
 //! operator gets a kubeconfig whose user impersonates that ServiceAccount. A permission the chart lacks then fails
 //! the test that needs it.
+//!
+//! With `ZENML_E2E_OPERATOR=chart` the operator every test shares ([`shared`]) is not a local process but the Helm
+//! chart's Deployment on the cluster's node (see [`crate::node`]): release `zenml-operator` in
+//! [`OPERATOR_NAMESPACE`], running the image built from the Dockerfile, with the chart's real ServiceAccount and
+//! in-cluster credentials. Its metrics are read from the leading pod through the API server's pod proxy, its log is
+//! that of its pods. Tests that start operators of their own ([`Operator::start`]: other flags, `kill -9`, a fresh
+//! start) still run local processes, as the chart's ServiceAccount.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,9 +46,18 @@ pub const CUSTOM_ROLES: &[&str] = &["zenml-pipeline-runner"];
 const SERVICE_ACCOUNT_GROUPS: [&str; 3] =
     ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"];
 
-/// True when operators run as the chart's ServiceAccount (`ZENML_E2E_IMPERSONATE=1`).
+/// True when operators run as the chart's ServiceAccount (`ZENML_E2E_IMPERSONATE=1`, or the chart's own operator).
 pub fn impersonating() -> bool {
-    matches!(std::env::var("ZENML_E2E_IMPERSONATE").as_deref(), Ok("1" | "true" | "yes"))
+    in_cluster() || matches!(std::env::var("ZENML_E2E_IMPERSONATE").as_deref(), Ok("1" | "true" | "yes"))
+}
+
+/// True when the shared operator is the chart's, on the node (`ZENML_E2E_OPERATOR=chart`).
+pub fn in_cluster() -> bool {
+    match std::env::var("ZENML_E2E_OPERATOR").as_deref() {
+        Ok("chart") => true,
+        Ok("" | "process") | Err(_) => false,
+        Ok(other) => panic!("ZENML_E2E_OPERATOR={other}: expected `chart` or `process` (the default)"),
+    }
 }
 
 /// The user name the operator acts as when impersonating.
@@ -65,6 +81,13 @@ pub fn chart_rbac() -> String {
             .args(["--namespace", OPERATOR_NAMESPACE, "--set", &custom_roles])
             .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"]),
     )
+}
+
+/// Applies the chart's ServiceAccount and RBAC for release `zenml-operator` in [`OPERATOR_NAMESPACE`], as
+/// impersonation does. Operators in pods that run as that ServiceAccount are the operator the tenant rules of
+/// `files/` (which the harness applies cluster-wide, see [`crate::install_crds`]) exempt.
+pub fn apply_chart_rbac() {
+    impersonation();
 }
 
 /// Applies the chart's ServiceAccount and RBAC (once per test binary; idempotent across binaries and runs) and
@@ -140,6 +163,8 @@ pub struct Operator {
     /// Address of its /metrics, /healthz and /readyz.
     pub addr: String,
     pub log: PathBuf,
+    /// The chart's operator: the namespace of its release, whose leading pod answers [`Operator::get`].
+    in_cluster: Option<&'static str>,
 }
 
 fn free_port() -> u16 {
@@ -185,6 +210,9 @@ impl Operator {
 
     /// A raw HTTP GET against the operator's metrics server.
     pub fn get(&self, path: &str) -> Option<String> {
+        if let Some(namespace) = self.in_cluster {
+            return leader_get(namespace, path);
+        }
         let mut s = TcpStream::connect(&self.addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).ok()?;
@@ -251,6 +279,9 @@ pub fn shared() -> &'static Operator {
     static SHARED: OnceLock<Operator> = OnceLock::new();
     SHARED.get_or_init(|| {
         crate::install_crds();
+        if in_cluster() {
+            return chart_operator();
+        }
         let prefix = if impersonating() { E2E_SA_IDENTITY } else { E2E_IDENTITY };
         let instance = format!("{prefix}{}", std::process::id());
         let op = Operator::start(&["--instance", &instance]);
@@ -322,7 +353,127 @@ fn spawn(
     BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
     let pid = line.trim().parse().expect("a pid");
     let stdin = wrapper.stdin.take();
-    let op = Operator { wrapper, stdin, pid, addr, log };
+    let op = Operator { wrapper, stdin, pid, addr, log, in_cluster: None };
     op.wait_ready(Duration::from_secs(60));
     op
+}
+
+/// The chart's release the tests share in `ZENML_E2E_OPERATOR=chart` mode.
+pub const CHART_RELEASE: &str = "zenml-operator";
+
+/// Installs (or upgrades to this build's image) the chart's release on the node and waits until one of its pods
+/// leads; its pods' log is followed into a file under the wrapper that stops when this process exits.
+fn chart_operator() -> Operator {
+    crate::node::require();
+    let image = crate::node::image();
+    let (repository, tag) = image.rsplit_once(':').expect("an image with a tag");
+    let custom_roles = format!("customRoles={{{}}}", CUSTOM_ROLES.join(","));
+    // The objects `impersonation` (and make demo) applied without Helm are the same ones: Helm takes them over.
+    let out = crate::run(
+        crate::helm()
+            .args(["upgrade", "--install", CHART_RELEASE])
+            .arg(crate::chart_dir())
+            .args(["--namespace", OPERATOR_NAMESPACE, "--take-ownership", "--wait", "--timeout=180s"])
+            .args(["--set", &format!("image.repository={repository}"), "--set", &format!("image.tag={tag}")])
+            .args(["--set", "image.pullPolicy=Never", "--set", &custom_roles])
+            .args(["--set", "contributorRole.create=false", "--set", "selfService.createRole=false"]),
+    );
+    let selector = format!("app.kubernetes.io/instance={CHART_RELEASE}");
+    let pods =
+        || crate::run(crate::kubectl().args(["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", &selector, "-o", "wide"]));
+    assert!(out.success(), "cannot install the chart's operator:\n{}{}\n{}", out.stdout, out.stderr, pods().stdout);
+
+    let log = log_dir().join(format!("operator-chart-{}.log", std::process::id()));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"log=$1; shift; "$@" >>"$log" 2>&1 & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"#)
+        .arg("sh")
+        .arg(&log)
+        .arg(crate::kubectl().get_program())
+        .args([
+            "logs",
+            "-f",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-l",
+            &selector,
+            "--prefix",
+            "--tail=-1",
+            "--max-log-requests=8",
+        ])
+        .env("KUBECONFIG", crate::kubeconfig().expect("a kubeconfig"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut wrapper = cmd.spawn().expect("sh starts");
+    let mut line = String::new();
+    BufReader::new(wrapper.stdout.take().expect("piped")).read_line(&mut line).expect("the wrapper prints a pid");
+    let pid = line.trim().parse().expect("a pid");
+    let stdin = wrapper.stdin.take();
+    let op = Operator { wrapper, stdin, pid, addr: String::new(), log, in_cluster: Some(OPERATOR_NAMESPACE) };
+
+    let start = Instant::now();
+    loop {
+        if op.counter("zenml_operator_leader") == 1 {
+            return op;
+        }
+        let holder = crate::run(crate::kubectl().args([
+            "get",
+            "lease",
+            "zenml-operator",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]))
+        .stdout;
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the chart's operator does not lead: {holder:?} holds the lease (a local operator? stop it first)\n{}",
+            pods().stdout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GET `path` from the pod that holds the leader Lease in `namespace`, through the API server's pod proxy, as a raw
+/// HTTP response (status line, headers, body) like a local operator's; None if no pod leads or it does not answer.
+fn leader_get(namespace: &'static str, path: &str) -> Option<String> {
+    let holder = crate::run(crate::kubectl().args([
+        "get",
+        "lease",
+        "zenml-operator",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]))
+    .stdout;
+    let holder = holder.trim();
+    if holder.is_empty() {
+        return None;
+    }
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{holder}:8080/proxy{path}");
+    // Callers are sync, some inside a runtime: the request runs on a runtime of its own.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async {
+            let client = crate::client().await;
+            // kube's request builder: `http` is not a dependency of this crate.
+            let request = kube::core::Request::new("").get(uri.trim_start_matches('/'), &Default::default()).ok()?;
+            let request = request.map(kube::client::Body::from);
+            let response = client.send(request).await.ok()?;
+            let status = response.status();
+            let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+            for (name, value) in response.headers() {
+                out += &format!("{name}: {}\r\n", value.to_str().unwrap_or_default());
+            }
+            out += "\r\n";
+            let body = response.into_body().collect_bytes().await.ok()?;
+            out += &String::from_utf8_lossy(&body);
+            Some(out)
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
 }
