@@ -7,6 +7,8 @@
 //! `source-controller` and `kustomize-controller`) and `ARGOCD_HEALTH` (the binary of `e2e/argocd`) override them.
 
 mod argocd;
+mod flux;
+mod git;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,6 +33,12 @@ fn tool(env: &str, command: &str, cell: &'static OnceLock<PathBuf>) -> &'static 
         assert!(out.success(), "`e2e/gitops-tools {command}` failed; run it to see why, or set {env}");
         PathBuf::from(out.stdout.trim())
     })
+}
+
+/// Directory of Flux's `source-controller` and `kustomize-controller`.
+fn flux_controllers() -> &'static Path {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    tool("FLUX_CONTROLLERS", "flux", &CELL)
 }
 
 /// The `e2e/argocd` program: Argo CD's own health evaluation.
@@ -73,4 +81,21 @@ fn documents(text: &str) -> Vec<Value> {
         .into_iter()
         .filter(|d| !d.is_null())
         .collect()
+}
+
+/// Every file of examples/gitops/ is one these tests apply (examples/ is applied by e2e/tests/api.rs, which leaves
+/// this directory to them): a new example cannot go untested.
+#[test]
+fn every_gitops_example_is_applied_here() {
+    let dir = repo_root().join("examples/gitops");
+    let mut found = Vec::new();
+    for tool in std::fs::read_dir(&dir).expect("examples/gitops") {
+        for file in std::fs::read_dir(tool.expect("entry").path()).expect("a directory") {
+            let path = file.expect("entry").path();
+            found.push(path.strip_prefix(&dir).expect("under it").display().to_string());
+        }
+    }
+    found.sort();
+    // argocd-cm.yaml: argocd.rs; sync.yaml: flux.rs.
+    assert_eq!(found, ["argocd/argocd-cm.yaml", "flux/sync.yaml"]);
 }
