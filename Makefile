@@ -39,6 +39,8 @@ unit:
 
 ## e2e: end-to-end tests against $KUBECONFIG, or else the local cluster (started if needed
 ## and left running, so the next run starts instantly; `make cluster-down` stops it).
+## Flux's controllers and Argo CD's health evaluation (e2e/tests/gitops) are built once and cached by e2e/gitops-tools,
+## like helm; FLUX_CONTROLLERS and ARGOCD_HEALTH override them.
 ## Every operator runs as the Helm chart's ServiceAccount (impersonated), so a permission the chart
 ## lacks fails a test; ZENML_E2E_IMPERSONATE=0 runs them as cluster-admin instead.
 ## On the local cluster, `make demo`'s operator is stopped first (and says so): the tests' own operator,
@@ -49,6 +51,8 @@ ZENML_E2E_IMPERSONATE ?= 1
 e2e:
 	$(CARGO) build -p zenml-operator -p kubectl-zenml
 	export HELM="$${HELM:-$$($(CLUSTER) helm)}"; \
+	export FLUX_CONTROLLERS="$${FLUX_CONTROLLERS:-$$(e2e/gitops-tools flux)}"; \
+	export ARGOCD_HEALTH="$${ARGOCD_HEALTH:-$$(e2e/gitops-tools argocd)}"; \
 	$(LOCAL_CLUSTER); \
 	e2e/demo stop; \
 	ZENML_E2E_IMPERSONATE=$(ZENML_E2E_IMPERSONATE) $(CARGO) test -p e2e --no-fail-fast -- --test-threads=4
