@@ -72,7 +72,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for (kind, name) in self.objects.iter().rev() {
-            // A finalizer this test holds would keep it forever.
+            // A finalizer this test holds would keep it forever (a no-op on every other object).
             let _ = e2e::run(kubectl().args(["patch", kind, name, "--type=json", "-p", HOLD_REMOVE]));
             delete_nowait(&[kind, name]);
         }
@@ -87,7 +87,9 @@ impl Drop for Cleanup {
 
 /// A finalizer of this test's, holding a Project in its deleting state while Argo CD judges it.
 const HOLD: &str = "e2e.zenml.io/hold";
-const HOLD_REMOVE: &str = r#"[{"op": "remove", "path": "/metadata/finalizers/0"}]"#;
+/// Removes [`HOLD`], and only it: the operator's own finalizer must stay, or its cleanup (the namespace) is skipped.
+const HOLD_REMOVE: &str = r#"[{"op": "test", "path": "/metadata/finalizers/0", "value": "e2e.zenml.io/hold"},
+    {"op": "remove", "path": "/metadata/finalizers/0"}]"#;
 
 fn object(kind: &str, name: &str, spec: Value) -> String {
     serde_json::to_string(&e2e::zenml_object(kind, name, spec)).expect("json")
