@@ -1,8 +1,10 @@
 //! The chart's Argo CD health check (`files/argocd/health.lua`), as `examples/gitops/argocd/argocd-cm.yaml` sets it,
 //! evaluated by Argo CD's own code (`e2e/argocd`: its settings manager reads the ConfigMap from the cluster, its Lua
-//! VM runs the script) against live objects in every state the operator reports.
+//! VM runs the script) against live objects in every state the operator reports; and the example Application
+//! (`examples/gitops/argocd/application.yaml`) against Argo CD's own Application CRD.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::Duration;
 
 use e2e::{eventually, kubectl, operator, read_condition, run_ok, run_stdin, unique};
@@ -25,7 +27,7 @@ struct Health {
 fn judge(namespace: &str, objects: &[Value]) -> Vec<Health> {
     let input = serde_json::to_string(objects).expect("json");
     let out = run_stdin(
-        std::process::Command::new(argocd_health())
+        Command::new(argocd_health())
             .args(["-namespace", namespace])
             .env("KUBECONFIG", e2e::kubeconfig().expect("a kubeconfig")),
         &input,
@@ -261,4 +263,66 @@ async fn wait_reason(kind: &str, name: &str, reason: &str) {
         }
     })
     .await;
+}
+
+/// The Application example, as a user applies it, passes Argo CD's own schema: the Application CRD of the argo-cd
+/// module `e2e/argocd` pins (`e2e/gitops-tools argocd-crd`), served under a group of this test's (so an Argo CD on the
+/// cluster is never touched) and removed after, takes it in a server-side dry-run with strict field validation, in a
+/// namespace of this test's; a misspelt field is refused, so the check bites. It syncs what the Flux example does:
+/// the same repository, branch and directory.
+#[tokio::test]
+async fn the_application_example_passes_argo_cds_own_schema() {
+    let example = read("examples/gitops/argocd/application.yaml");
+    let app = documents(&example).remove(0);
+    let sync = documents(&read("examples/gitops/flux/sync.yaml"));
+    let of = |kind: &str| sync.iter().find(|d| d["kind"] == kind).cloned().expect("sync.yaml");
+    let (git, kustomization) = (of("GitRepository"), of("Kustomization"));
+    assert_eq!(app["spec"]["source"]["repoURL"], git["spec"]["url"]);
+    assert_eq!(app["spec"]["source"]["targetRevision"], git["spec"]["ref"]["branch"]);
+    assert_eq!(
+        app["spec"]["source"]["path"].as_str(),
+        kustomization["spec"]["path"].as_str().and_then(|p| p.strip_prefix("./"))
+    );
+
+    let mut cleanup = Cleanup::default();
+    let group = format!("{}.e2e.zenml.io", unique("argocd"));
+    let mut crd = documents(&run_ok(Command::new(repo_root().join("e2e/gitops-tools")).arg("argocd-crd"))).remove(0);
+    assert_eq!(crd["spec"]["group"], "argoproj.io");
+    assert_eq!(crd["spec"]["names"]["kind"], "Application");
+    let name = format!("applications.{group}");
+    crd["metadata"] = json!({"name": name});
+    crd["spec"]["group"] = json!(group);
+    // kubectl's short names and categories are the real CRD's (`kubectl get apps` would find two).
+    let names = crd["spec"]["names"].as_object_mut().expect("names");
+    names.remove("shortNames");
+    names.remove("categories");
+    cleanup.objects.push(("crd", name.clone()));
+    let out = run_stdin(kubectl().args(["create", "-f", "-"]), &serde_json::to_string(&crd).expect("json"));
+    assert!(out.success(), "cannot create {name}: {}", out.stderr);
+    e2e::wait_condition("crd", &name, "Established", TIMEOUT, &format!("{name} to be established"), |c| {
+        c.status == "True"
+    })
+    .await;
+    let ns = e2e::namespace(&e2e::client().await, "e2e-argocd-app").await;
+    cleanup.namespaces.push(ns.clone());
+
+    // As users apply it, in this test's namespace and group.
+    let ours = |text: &str| {
+        text.replace("apiVersion: argoproj.io/", &format!("apiVersion: {group}/"))
+            .replace("namespace: argocd\n", &format!("namespace: {ns}\n"))
+    };
+    let dry_run = |text: &str| {
+        run_stdin(kubectl().args(["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"]), text)
+    };
+    let out = dry_run(&ours(&example));
+    assert!(out.success(), "Argo CD's schema refuses the example: {}", out.stderr);
+    let created: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(created["metadata"]["namespace"], json!(ns));
+    assert_eq!(created["spec"], app["spec"], "the schema dropped or changed a field");
+
+    let misspelt = ours(&example).replace("    path: examples", "    paht: examples");
+    let out = dry_run(&misspelt);
+    assert!(!out.success(), "a misspelt field passed: {}", out.stdout);
+    assert!(out.stderr.contains("unknown field \"spec.source.paht\""), "{}", out.stderr);
+    drop(cleanup);
 }

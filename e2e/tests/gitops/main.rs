@@ -1,5 +1,5 @@
 //! GitOps with the tools' own code: Argo CD's health evaluation judging live objects with the chart's Lua health
-//! check ([`argocd`]), and Flux's source-controller and kustomize-controller reconciling a git repository served on
+//! check and Argo CD's Application CRD taking the example Application ([`argocd`]), and Flux's source-controller and kustomize-controller reconciling a git repository served on
 //! loopback ([`flux`], [`git`]).
 //!
 //! The tools are built from their Go modules by `e2e/gitops-tools` (once per version, cached like helm); `make e2e`
@@ -96,6 +96,6 @@ fn every_gitops_example_is_applied_here() {
         }
     }
     found.sort();
-    // argocd-cm.yaml: argocd.rs; sync.yaml: flux.rs.
-    assert_eq!(found, ["argocd/argocd-cm.yaml", "flux/sync.yaml"]);
+    // argocd/: argocd.rs; flux/: flux.rs.
+    assert_eq!(found, ["argocd/application.yaml", "argocd/argocd-cm.yaml", "flux/sync.yaml"]);
 }
