@@ -135,18 +135,27 @@ async fn proxy_get(client: &kube::Client, path: &str) -> (u16, String) {
     }
 }
 
-/// The examples (`examples/`, as `kubectl apply -k` sends them) under names of their own, so this test shares nothing
-/// with the demo's or the kpt test's copy: returns the manifests and the new names of the workspace and projects.
-fn renamed_examples() -> (String, String, Vec<String>) {
+/// The examples (`examples/`, as `kubectl apply -k` sends them) under names of their own, their custom role's
+/// ClusterRole included, so this test shares nothing with the demo's or the kpt test's copy.
+struct Examples {
+    yaml: String,
+    workspace: String,
+    projects: Vec<String>,
+    cluster_role: String,
+}
+
+fn renamed_examples() -> Examples {
     let examples = chart_dir().join("../../examples");
     let mut yaml = run_ok(kubectl().args(["kustomize"]).arg(&examples));
-    let ws = unique("e2e-ship-ws");
+    let workspace = unique("e2e-ship-ws");
+    let cluster_role = unique("e2e-ship-runner");
     let projects = [("fraud-detection", unique("e2e-ship-fd")), ("recommender", unique("e2e-ship-rec"))];
-    yaml = yaml.replace("ml-platform", &ws);
+    assert!(yaml.contains("zenml-pipeline-runner"), "the examples' custom role changed:\n{yaml}");
+    yaml = yaml.replace("zenml-pipeline-runner", &cluster_role).replace("ml-platform", &workspace);
     for (from, to) in &projects {
         yaml = yaml.replace(from, to);
     }
-    (yaml, ws, projects.into_iter().map(|(_, to)| to).collect())
+    Examples { yaml, workspace, projects: projects.into_iter().map(|(_, to)| to).collect(), cluster_role }
 }
 
 /// Operators that would reconcile alongside the release under test (the demo's, a chart-mode run's) are scaled to
@@ -302,6 +311,7 @@ async fn the_chart_runs_the_operator_image_as_it_ships() {
     );
 
     // --- install ---------------------------------------------------------------------------------------------
+    let examples = renamed_examples();
     let start = Instant::now();
     let out = run(helm()
         .args(["install", &release.name])
@@ -322,6 +332,9 @@ async fn the_chart_runs_the_operator_image_as_it_ships() {
             "--set",
             &format!("leaderElection.leaseName={}", release.name),
             // The harness applied the contract ClusterRoles already (chart.rs checks Helm's refusal to take them).
+            // The examples' custom role, renamed like them.
+            "--set",
+            &format!("customRoles={{{}}}", examples.cluster_role),
             "--set",
             "contributorRole.create=false",
             "--set",
@@ -389,7 +402,7 @@ async fn the_chart_runs_the_operator_image_as_it_ships() {
     .await;
 
     // --- the examples, reconciled by the pods ----------------------------------------------------------------
-    let (examples, ws, projects) = renamed_examples();
+    let Examples { yaml: examples, workspace: ws, projects, cluster_role } = examples;
     let applied =
         run_stdin(kubectl().args(["apply", "--server-side", "--field-manager=e2e-ship", "-f", "-"]), &examples);
     assert!(applied.success(), "{}{}", applied.stdout, applied.stderr);
@@ -401,7 +414,7 @@ async fn the_chart_runs_the_operator_image_as_it_ships() {
         }
     }
     assert!(objects.len() > 3, "the examples have bindings: {objects:?}");
-    let cleanup = Cleanup { projects: projects.clone(), ws: ws.clone(), objects: objects.clone() };
+    let cleanup = Cleanup { projects: projects.clone(), ws: ws.clone(), objects: objects.clone(), cluster_role };
     let out = run(kubectl().args(["wait", "--for=condition=Ready", "--timeout=90s"]).args(&objects));
     assert!(out.success(), "examples not Ready: {}{}\n{}", out.stdout, out.stderr, logs(&release, &leader));
     // The in-cluster leader made them: its Events carry its pod's name.
@@ -579,6 +592,7 @@ async fn the_chart_runs_the_operator_image_as_it_ships() {
 
 /// The examples' copies, deleted by an operator of this build (the release is gone by then: deletes wait for one).
 struct Cleanup {
+    cluster_role: String,
     projects: Vec<String>,
     ws: String,
     objects: Vec<String>,
@@ -595,6 +609,7 @@ impl Drop for Cleanup {
             let _ = run(kubectl().args(["delete", "namespace", p, "--ignore-not-found", "--wait=false"]));
         }
         let _ = run(kubectl().args(["delete", "workspace", &self.ws, "--ignore-not-found", "--timeout=90s"]));
+        let _ = run(kubectl().args(["delete", "clusterrole", &self.cluster_role, "--ignore-not-found"]));
         op.stop();
     }
 }
