@@ -415,6 +415,126 @@ async fn flux_reconciles_the_examples_from_git() {
     drop(flux);
 }
 
+/// One repository, several workspaces: a Kustomization impersonating a workspace admin's ServiceAccount
+/// (`examples/gitops/flux/workspace-sync.yaml`) makes that workspace's Projects, and a commit adding a Project of
+/// another workspace is refused by the API server (the delegation policy, which the Kustomization names), so nothing is
+/// created there; taken out of git again, the Kustomization is Ready.
+#[tokio::test]
+async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_workspace() {
+    operator::shared();
+    let flux = Flux::start();
+    let ws = unique("e2e-flux-tenant");
+    let other = unique("e2e-flux-other");
+    let (own, intruder) = (format!("{ws}-p"), format!("{other}-p"));
+    let (deployer, projects) = (format!("{ws}-deployer"), format!("{ws}-projects"));
+    let user = format!("system:serviceaccount:{}:{deployer}", flux.namespace);
+    let cleanup = Cleanup {
+        namespace: flux.namespace.clone(),
+        flux: vec![("kustomization", projects.clone()), ("gitrepository", "zenml".into())],
+        cluster: vec![
+            ("project", own.clone()),
+            ("project", intruder.clone()),
+            ("workspace", ws.clone()),
+            ("workspace", other.clone()),
+            ("clusterrolebinding", format!("{deployer}-self-service")),
+        ],
+        namespaces: vec![own.clone(), intruder.clone()],
+    };
+
+    // The platform team's part, as cluster admin: the workspaces, the deployer an admin of one of them.
+    let admin = |subject: Value| json!({"members": [{"role": "admin", "subjects": [subject]}]});
+    apply_json(&[
+        e2e::zenml_object(
+            "Workspace",
+            &ws,
+            admin(json!({"kind": "ServiceAccount", "name": deployer, "namespace": flux.namespace})),
+        ),
+        e2e::zenml_object("Workspace", &other, admin(json!({"kind": "Group", "name": format!("{other}-admins")}))),
+    ]);
+    let repo = Repo::new();
+    let file = |project: &str| format!("workspaces/{ws}/{project}.yaml");
+    let project = |name: &str, workspace: &str| {
+        format!(
+            "apiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  workspace: {workspace}\n"
+        )
+    };
+    let first = repo.commit("a project of the workspace", &[(&file(&own), Some(&project(&own, &ws)))]);
+    // sync.yaml's GitRepository, and the workspace's Kustomization with its ServiceAccount, as users apply them.
+    let git = flux_example(&flux, "sync.yaml", &ws, &repo.url).into_iter().filter(|d| d["kind"] == "GitRepository");
+    let tenant = flux_example(&flux, "workspace-sync.yaml", &ws, &repo.url);
+    let ks = tenant.iter().find(|d| d["kind"] == "Kustomization").expect("a Kustomization");
+    assert_eq!(ks["metadata"]["name"], json!(projects));
+    assert_eq!(ks["spec"]["serviceAccountName"], json!(deployer));
+    assert_eq!(ks["spec"]["path"], json!(format!("./workspaces/{ws}")));
+    // The delegation is the operator's (the Workspace's admins); applied only once the authorizer has it, since a
+    // refused first apply would wait for the Kustomization's retry interval.
+    let can = |workspace: &str| {
+        run(kubectl()
+            .args(["auth", "can-i", "manage-projects", &format!("workspaces.zenml.io/{workspace}")])
+            .args(["--as", &user]))
+        .stdout
+        .trim()
+        .to_owned()
+    };
+    eventually(TIMEOUT, "the deployer to be delegated its workspace's projects", || async {
+        (can(&ws) == "yes").then_some(())
+    })
+    .await;
+    assert_eq!(can(&other), "no");
+    apply_json(&git.chain(tenant).collect::<Vec<_>>());
+
+    eventually(TIMEOUT, "the workspace's Kustomization to be Ready with its project", || async {
+        match kustomization(&flux, &projects) {
+            (Some(c), rev) if c.status == "True" && rev.ends_with(&first) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let ready = read_condition("project", &own, "Ready");
+    assert_eq!(ready.as_ref().map(|c| c.status.as_str()), Some("True"), "{ready:?}");
+
+    // A Project of another workspace in the same directory: refused by the API server, named by the Kustomization.
+    let second =
+        repo.commit("a project of another workspace", &[(&file(&intruder), Some(&project(&intruder, &other)))]);
+    request_reconcile(&flux, "gitrepository", "zenml");
+    let refused = eventually(TIMEOUT, "the Kustomization to report the refusal", || async {
+        let obj = e2e::kubectl_json(&["get", "-n", &flux.namespace, "kustomization", &projects]);
+        let attempted = obj["status"]["lastAttemptedRevision"].as_str().unwrap_or_default().ends_with(&second);
+        match e2e::condition(&obj, "Ready") {
+            Some(c) if attempted && c.status == "False" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eprintln!("flux: {refused}");
+    assert!(refused.message.contains("zenml-project-delegation"), "{refused}");
+    assert!(
+        refused.message.contains(&format!("{user} may not create, change or delete projects of workspace {other}")),
+        "{refused}"
+    );
+    let gone = |kind: &str, name: &str| {
+        run(kubectl().args(["get", "--ignore-not-found", "-o", "name", kind, name])).stdout.trim().is_empty()
+    };
+    assert!(gone("project", &intruder), "a project of {other} was created");
+    assert!(gone("namespace", &intruder), "a namespace of {other}'s project was created");
+    let (_, revision) = kustomization(&flux, &projects);
+    assert!(revision.ends_with(&first), "applied {revision}, not the refused commit");
+
+    // Taken out of git: Ready again, and still nothing in the other workspace.
+    let third = repo.commit("remove the other workspace's project", &[(&file(&intruder), None)]);
+    request_reconcile(&flux, "gitrepository", "zenml");
+    eventually(TIMEOUT, "the Kustomization to be Ready again", || async {
+        match kustomization(&flux, &projects) {
+            (Some(c), rev) if c.status == "True" && rev.ends_with(&third) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(gone("project", &intruder));
+    drop(cleanup);
+    drop(flux);
+}
+
 /// Waits until project `name` has not changed for 15 s.
 async fn settle(name: &str) {
     let mut last = (String::new(), Instant::now());

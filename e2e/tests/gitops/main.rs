@@ -97,5 +97,8 @@ fn every_gitops_example_is_applied_here() {
     }
     found.sort();
     // argocd/: argocd.rs; flux/: flux.rs.
-    assert_eq!(found, ["argocd/application.yaml", "argocd/argocd-cm.yaml", "flux/sync.yaml"]);
+    assert_eq!(
+        found,
+        ["argocd/application.yaml", "argocd/argocd-cm.yaml", "flux/sync.yaml", "flux/workspace-sync.yaml"]
+    );
 }
