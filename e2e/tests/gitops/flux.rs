@@ -418,7 +418,8 @@ async fn flux_reconciles_the_examples_from_git() {
 /// One repository, several workspaces: a Kustomization impersonating a workspace admin's ServiceAccount
 /// (`examples/gitops/flux/workspace-sync.yaml`) makes that workspace's Projects, and a commit adding a Project of
 /// another workspace is refused by the API server (the delegation policy, which the Kustomization names), so nothing is
-/// created there; taken out of git again, the Kustomization is Ready.
+/// created there; taken out of git again, the Kustomization is Ready. A new project's bindings come in a later commit
+/// than the project: in the same one, the binding is refused and so the whole commit.
 #[tokio::test]
 async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_workspace() {
     operator::shared();
@@ -428,7 +429,7 @@ async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_worksp
     let (own, intruder) = (format!("{ws}-p"), format!("{other}-p"));
     let (deployer, projects) = (format!("{ws}-deployer"), format!("{ws}-projects"));
     let user = format!("system:serviceaccount:{}:{deployer}", flux.namespace);
-    let cleanup = Cleanup {
+    let mut cleanup = Cleanup {
         namespace: flux.namespace.clone(),
         flux: vec![("kustomization", projects.clone()), ("gitrepository", "zenml".into())],
         cluster: vec![
@@ -483,13 +484,7 @@ async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_worksp
     assert_eq!(can(&other), "no");
     apply_json(&git.chain(tenant).collect::<Vec<_>>());
 
-    eventually(TIMEOUT, "the workspace's Kustomization to be Ready with its project", || async {
-        match kustomization(&flux, &projects) {
-            (Some(c), rev) if c.status == "True" && rev.ends_with(&first) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    ready_at(&flux, &projects, &first).await;
     let ready = read_condition("project", &own, "Ready");
     assert_eq!(ready.as_ref().map(|c| c.status.as_str()), Some("True"), "{ready:?}");
 
@@ -497,15 +492,7 @@ async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_worksp
     let second =
         repo.commit("a project of another workspace", &[(&file(&intruder), Some(&project(&intruder, &other)))]);
     request_reconcile(&flux, "gitrepository", "zenml");
-    let refused = eventually(TIMEOUT, "the Kustomization to report the refusal", || async {
-        let obj = e2e::kubectl_json(&["get", "-n", &flux.namespace, "kustomization", &projects]);
-        let attempted = obj["status"]["lastAttemptedRevision"].as_str().unwrap_or_default().ends_with(&second);
-        match e2e::condition(&obj, "Ready") {
-            Some(c) if attempted && c.status == "False" => Ok(c),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let refused = refused_at(&flux, &projects, &second).await;
     eprintln!("flux: {refused}");
     assert!(refused.message.contains("zenml-project-delegation"), "{refused}");
     assert!(
@@ -523,16 +510,64 @@ async fn a_kustomization_impersonating_a_workspace_admin_manages_only_its_worksp
     // Taken out of git: Ready again, and still nothing in the other workspace.
     let third = repo.commit("remove the other workspace's project", &[(&file(&intruder), None)]);
     request_reconcile(&flux, "gitrepository", "zenml");
-    eventually(TIMEOUT, "the Kustomization to be Ready again", || async {
-        match kustomization(&flux, &projects) {
-            (Some(c), rev) if c.status == "True" && rev.ends_with(&third) => Ok(()),
+    ready_at(&flux, &projects, &third).await;
+    assert!(gone("project", &intruder));
+
+    // A new project and its binding in one commit: the binding is refused (its project does not exist yet, so the
+    // deployer administers no project of that name), and Flux applies nothing of a commit it cannot apply whole: the
+    // project is not created either. The binding follows once the project is there.
+    let (new, viewers) = (format!("{ws}-q"), format!("{ws}-q-viewers"));
+    cleanup.cluster.insert(0, ("projectrolebinding", viewers.clone()));
+    cleanup.cluster.insert(1, ("project", new.clone()));
+    cleanup.namespaces.push(new.clone());
+    let binding = format!(
+        "apiVersion: zenml.io/v1alpha1\nkind: ProjectRoleBinding\nmetadata:\n  name: {viewers}\nspec:\n  project: {new}\n  \
+         role: viewer\n  subjects:\n    - {{kind: Group, name: {viewers}}}\n"
+    );
+    let both = repo.commit(
+        "a new project with its binding",
+        &[(&file(&new), Some(&project(&new, &ws))), (&file(&viewers), Some(&binding))],
+    );
+    request_reconcile(&flux, "gitrepository", "zenml");
+    let refused = refused_at(&flux, &projects, &both).await;
+    eprintln!("flux: {refused}");
+    assert!(refused.message.contains("zenml-binding-delegation"), "{refused}");
+    assert!(refused.message.contains(&format!("role bindings of project {new}")), "{refused}");
+    assert!(gone("project", &new), "the project of a commit refused as a whole was created");
+    let project_first = repo.commit("the project first", &[(&file(&viewers), None)]);
+    request_reconcile(&flux, "gitrepository", "zenml");
+    ready_at(&flux, &projects, &project_first).await;
+    let then_binding = repo.commit("then its binding", &[(&file(&viewers), Some(&binding))]);
+    request_reconcile(&flux, "gitrepository", "zenml");
+    ready_at(&flux, &projects, &then_binding).await;
+    let bound = read_condition("projectrolebinding", &viewers, "Ready");
+    assert_eq!(bound.as_ref().map(|c| c.status.as_str()), Some("True"), "{bound:?}");
+    drop(cleanup);
+    drop(flux);
+}
+
+/// Waits until Kustomization `name` is Ready at `revision`.
+async fn ready_at(flux: &Flux, name: &str, revision: &str) {
+    eventually(TIMEOUT, &format!("Kustomization {name} to be Ready at {revision}"), || async {
+        match kustomization(flux, name) {
+            (Some(c), rev) if c.status == "True" && rev.ends_with(revision) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
-    assert!(gone("project", &intruder));
-    drop(cleanup);
-    drop(flux);
+}
+
+/// Waits until Kustomization `name` has tried `revision` and is not Ready; returns its Ready condition.
+async fn refused_at(flux: &Flux, name: &str, revision: &str) -> e2e::StatusCondition {
+    eventually(TIMEOUT, &format!("Kustomization {name} to report why {revision} is refused"), || async {
+        let obj = e2e::kubectl_json(&["get", "-n", &flux.namespace, "kustomization", name]);
+        let attempted = obj["status"]["lastAttemptedRevision"].as_str().unwrap_or_default().ends_with(revision);
+        match e2e::condition(&obj, "Ready") {
+            Some(c) if attempted && c.status == "False" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
 }
 
 /// Waits until project `name` has not changed for 15 s.
