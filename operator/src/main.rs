@@ -89,6 +89,10 @@ struct RunArgs {
     /// ClusterRole behind the project role `viewer`.
     #[arg(long, default_value = "view")]
     viewer_cluster_role: String,
+    /// The ValidatingAdmissionPolicy enforcing Workspaces' `spec.policies`, which the operator binds once per
+    /// workspace (`<policy>-<workspace>`); empty: bind none. Given twice, the last one counts (the chart's `extraArgs`).
+    #[arg(long, default_value = "zenml-workspace-policies", overrides_with = "workspace_policy")]
+    workspace_policy: String,
 }
 
 fn init_logging(format: LogFormat) {
@@ -100,68 +104,89 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+impl RunArgs {
+    /// This replica's identity on the Lease: the pod's name, or the host and process outside a cluster.
+    fn identity(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "local".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+    }
+
+    /// The Lease's namespace: as given, else the pod's (its service account's), else `default` outside a cluster.
+    fn lease_namespace(&self) -> String {
+        self.lease_namespace.clone().or_else(|| self.namespace.clone()).unwrap_or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "default".into())
+        })
+    }
+
+    fn lease(&self) -> Option<LeaseConfig> {
+        self.leader_elect.then(|| LeaseConfig {
+            namespace: self.lease_namespace(),
+            name: self.lease_name.clone(),
+            identity: self.identity(),
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.retry_period_seconds),
+        })
+    }
+}
+
+impl From<RunArgs> for RunConfig {
+    fn from(args: RunArgs) -> Self {
+        RunConfig {
+            leader: args.lease(),
+            concurrency: args.concurrency,
+            metrics_addr: args.metrics_addr,
+            settings: Settings {
+                roles: RoleMap::new(
+                    &args.admin_cluster_role,
+                    &args.developer_cluster_role,
+                    &args.contributor_cluster_role,
+                    &args.viewer_cluster_role,
+                ),
+                protected_namespaces: args.namespace.into_iter().collect(),
+                workspace_policy: Some(args.workspace_policy).filter(|p| !p.is_empty()),
+            },
+            instance: args.instance,
+        }
+    }
+}
+
+/// Writes one `<kind>.yaml` per CRD into `dir`.
+fn write_crds(dir: &std::path::Path) -> ExitCode {
+    for crd in zenml_api::crd::crds() {
+        let path = dir.join(zenml_api::crd::file_name(&crd));
+        if let Err(e) = std::fs::write(&path, zenml_api::crd::to_yaml(&crd)) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(zenml_operator::runtime::run(args.into())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Crds { out_dir: None } => {
             print!("{}", zenml_api::crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Crds { out_dir: Some(dir) } => {
-            for crd in zenml_api::crd::crds() {
-                let path = dir.join(zenml_api::crd::file_name(&crd));
-                if let Err(e) = std::fs::write(&path, zenml_api::crd::to_yaml(&crd)) {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Run(args) => {
-            init_logging(args.log_format);
-            let identity = args.instance.clone().unwrap_or_else(|| {
-                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "local".into());
-                format!("{}-{}", host.trim(), std::process::id())
-            });
-            // In a pod, the service account's namespace; outside a cluster, `default`.
-            let lease_namespace =
-                args.lease_namespace.clone().or_else(|| args.namespace.clone()).unwrap_or_else(|| {
-                    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_else(|_| "default".into())
-                });
-            let leader = args.leader_elect.then(|| LeaseConfig {
-                namespace: lease_namespace,
-                name: args.lease_name.clone(),
-                identity,
-                lease_duration: Duration::from_secs(args.lease_duration_seconds),
-                renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
-                retry_period: Duration::from_secs(args.retry_period_seconds),
-            });
-            let config = RunConfig {
-                leader,
-                concurrency: args.concurrency,
-                metrics_addr: args.metrics_addr,
-                instance: args.instance,
-                settings: Settings {
-                    roles: RoleMap::new(
-                        &args.admin_cluster_role,
-                        &args.developer_cluster_role,
-                        &args.contributor_cluster_role,
-                        &args.viewer_cluster_role,
-                    ),
-                    protected_namespaces: args.namespace.into_iter().collect(),
-                },
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-            match runtime.block_on(zenml_operator::runtime::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Crds { out_dir: Some(dir) } => write_crds(&dir),
+        Command::Run(args) => run(*args),
     }
 }

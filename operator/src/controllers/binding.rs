@@ -42,30 +42,15 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     let s = &ctx.stores;
     let spec = &binding.spec;
     let project = s.projects.get(&ObjectRef::new(&spec.project)).filter(|p| p.meta().deletion_timestamp.is_none());
-    let workspace = project.as_ref().and_then(|p| s.workspaces.get(&ObjectRef::new(&p.spec.workspace)));
-    // Ours for this project instance (by uid): an orphan left by a same-named project is never granted into.
-    let namespace_ready = s.namespaces.get(&ObjectRef::new(&spec.project)).is_some_and(|ns| {
-        project.as_ref().is_some_and(|p| namespace_is_ours(&ns.metadata, p)) && ns.meta().deletion_timestamp.is_none()
-    });
     let peers = peers(&binding, project.as_deref(), ctx.as_ref());
     let now = Timestamp::now();
     let api: Api<ProjectRoleBinding> = Api::all(ctx.client.clone());
-    let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &spec.project);
-
     let was_bound = binding
         .status
         .iter()
         .flat_map(|s| &s.conditions)
         .any(|c| c.type_ == ConditionType::Ready && c.reason == Reason::Bound);
-    let wanted =
-        desired(&binding, project.as_deref(), workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, &peers)
-            .and_then(|rb| {
-                // A RoleBinding to a ClusterRole that does not exist grants nothing and says nothing: say it.
-                match s.role_names.get(&ObjectRef::new(&rb.role_ref.name)) {
-                    Some(_) => Ok(rb),
-                    None => Err(Refusal::RoleNotFound(rb.role_ref.name.clone())),
-                }
-            });
+    let wanted = wanted(&binding, project.as_deref(), &peers, &ctx, now);
     // A RoleBinding of ours that vanished is restored, unless it went because its binding did: the garbage collector
     // deletes the RoleBinding of a deleted binding, and that deletion can reach us before the binding's own (another
     // watch), so the cached binding would grant again, for a moment, what was just revoked (bulk deletes of bindings
@@ -79,65 +64,106 @@ pub async fn reconcile(binding: Arc<ProjectRoleBinding>, ctx: Arc<Context>) -> R
     {
         return Ok(Action::await_change());
     }
-    match wanted {
-        Ok(rb) => match ensure_child(&rb_api, &s.children.role_bindings, &rb).await {
-            Ok(change) => {
-                if let Some(change) = change {
-                    // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
-                    if change.verb == Verb::Created && !was_bound {
-                        ctx.record_write(&change);
-                    } else {
-                        ctx.changed(&*binding, std::slice::from_ref(&change), EventAction::Apply, EventType::Normal)
-                            .await;
-                    }
-                }
-                let project = project.as_deref().expect("a RoleBinding is only desired for an existing project");
-                let bound_to = Some(bound_to(&binding, project, &peers));
-                write_status(&binding, &api, &ctx, bound(&rb, spec), Some(rb.name_any()), bound_to).await?;
-                Ok(until_expiry(&binding, now))
-            }
-            Err(e) if e.api_code() == Some(403) => {
-                let msg = format!(
-                    "the operator may not bind ClusterRole {}: {}; grant it `bind` on that ClusterRole (the chart's customRoles value)",
-                    rb.role_ref.name,
-                    e.api_message()
-                );
-                let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
-                write_status(
-                    &binding,
-                    &api,
-                    &ctx,
-                    Cond::fail(ConditionType::Ready, Reason::BindForbidden, msg),
-                    None,
-                    keep,
-                )
-                .await?;
-                Ok(Action::requeue(Duration::from_secs(300)))
-            }
-            Err(e) => Err(e),
-        },
-        Err(refusal) => {
-            // Nothing may stay granted that is not allowed now: remove the RoleBinding if there is one.
-            let rb = s.children.role_bindings.get(&spec.project, &role_binding_name(&binding));
-            if let Some(rb) = rb.filter(|rb| rb.controlled_by(binding.meta().uid.as_deref()))
-                && let Some(change) = delete_child(&rb_api, &rb).await?
-            {
-                let type_ = type_for(refusal == Refusal::Expired);
-                ctx.changed(&*binding, std::slice::from_ref(&change), EventAction::Revoke, type_).await;
-            }
-            let project_queued = project.as_ref().is_some_and(|p| p.status.is_none());
-            if let Some(quiet) = waiting_quietly(&binding, &refusal, project_queued, now) {
-                return Ok(Action::requeue(quiet));
-            }
-            let cond = Cond::fail(ConditionType::Ready, refusal.reason(), refusal.message(&binding));
-            let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
-            write_status(&binding, &api, &ctx, cond, None, keep).await?;
-            // The project's namespace comes on another watch than the project itself, so the event that would wake
-            // us may come first: a passing wait looks again soon (a cache read, no write).
-            let again = if matches!(refusal, Refusal::ProjectNotReady(_)) { Duration::from_secs(5) } else { RESYNC };
-            Ok(Action::requeue(again))
-        }
+    let target = Target { binding: &binding, api: &api, ctx: &ctx, now };
+    match (wanted, project) {
+        (Ok(rb), Some(project)) => grant(&target, rb, &project, &peers, was_bound).await,
+        (Ok(_), None) => unreachable!("a RoleBinding is only desired for an existing project"),
+        (Err(refusal), project) => revoke(&target, refusal, project.as_deref()).await,
     }
+}
+
+/// The RoleBinding the binding should have, or why it may have none.
+fn wanted(
+    binding: &ProjectRoleBinding,
+    project: Option<&Project>,
+    peers: &BTreeMap<String, Peer>,
+    ctx: &Context,
+    now: Timestamp,
+) -> std::result::Result<RoleBinding, Refusal> {
+    let s = &ctx.stores;
+    let workspace = project.and_then(|p| s.workspaces.get(&ObjectRef::new(&p.spec.workspace)));
+    // Ours for this project instance (by uid): an orphan left by a same-named project is never granted into.
+    let namespace_ready = s.namespaces.get(&ObjectRef::new(&binding.spec.project)).is_some_and(|ns| {
+        project.is_some_and(|p| namespace_is_ours(&ns.metadata, p)) && ns.meta().deletion_timestamp.is_none()
+    });
+    let rb = desired(binding, project, workspace.as_deref(), namespace_ready, &ctx.settings.roles, now, peers)?;
+    // A RoleBinding to a ClusterRole that does not exist grants nothing and says nothing: say it.
+    match s.role_names.get(&ObjectRef::new(&rb.role_ref.name)) {
+        Some(_) => Ok(rb),
+        None => Err(Refusal::RoleNotFound(rb.role_ref.name.clone())),
+    }
+}
+
+/// The binding being reconciled, and what writing for it needs.
+struct Target<'a> {
+    binding: &'a ProjectRoleBinding,
+    api: &'a Api<ProjectRoleBinding>,
+    ctx: &'a Context,
+    now: Timestamp,
+}
+
+/// Writes the RoleBinding and reports it bound; a 403 (the operator may not bind that role) is reported, not retried.
+async fn grant(
+    t: &Target<'_>,
+    rb: RoleBinding,
+    project: &Project,
+    peers: &BTreeMap<String, Peer>,
+    was_bound: bool,
+) -> Result<Action> {
+    let (binding, ctx) = (t.binding, t.ctx);
+    let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &binding.spec.project);
+    match ensure_child(&rb_api, &ctx.stores.children.role_bindings, &rb).await {
+        Ok(change) => {
+            if let Some(change) = change {
+                // A first RoleBinding is told by the Bound event below; a repaired one needs its own.
+                if change.verb == Verb::Created && !was_bound {
+                    ctx.record_write(&change);
+                } else {
+                    let changes = std::slice::from_ref(&change);
+                    ctx.changed(binding, changes, EventAction::Apply, EventType::Normal).await;
+                }
+            }
+            let bound_to = Some(bound_to(binding, project, peers));
+            write_status(binding, t.api, ctx, bound(&rb, &binding.spec), Some(rb.name_any()), bound_to).await?;
+            Ok(until_expiry(binding, t.now))
+        }
+        Err(e) if e.api_code() == Some(403) => {
+            let msg = format!(
+                "the operator may not bind ClusterRole {}: {}; grant it `bind` on that ClusterRole (the chart's customRoles value)",
+                rb.role_ref.name,
+                e.api_message()
+            );
+            let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
+            let cond = Cond::fail(ConditionType::Ready, Reason::BindForbidden, msg);
+            write_status(binding, t.api, ctx, cond, None, keep).await?;
+            Ok(Action::requeue(Duration::from_secs(300)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Nothing may stay granted that is not allowed now: removes the RoleBinding if there is one, and says why.
+async fn revoke(t: &Target<'_>, refusal: Refusal, project: Option<&Project>) -> Result<Action> {
+    let (binding, ctx) = (t.binding, t.ctx);
+    let rb_api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &binding.spec.project);
+    let rb = ctx.stores.children.role_bindings.get(&binding.spec.project, &role_binding_name(binding));
+    if let Some(rb) = rb.filter(|rb| rb.controlled_by(binding.meta().uid.as_deref()))
+        && let Some(change) = delete_child(&rb_api, &rb).await?
+    {
+        let type_ = type_for(refusal == Refusal::Expired);
+        ctx.changed(binding, std::slice::from_ref(&change), EventAction::Revoke, type_).await;
+    }
+    let project_queued = project.is_some_and(|p| p.status.is_none());
+    if let Some(quiet) = waiting_quietly(binding, &refusal, project_queued, t.now) {
+        return Ok(Action::requeue(quiet));
+    }
+    let cond = Cond::fail(ConditionType::Ready, refusal.reason(), refusal.message(binding));
+    let keep = binding.status.as_ref().and_then(|s| s.bound_to.clone());
+    write_status(binding, t.api, ctx, cond, None, keep).await?;
+    // The project's namespace comes on another watch than the project itself, so the event that would wake us may
+    // come first: a passing wait looks again soon (a cache read, no write).
+    let again = if matches!(refusal, Refusal::ProjectNotReady(_)) { Duration::from_secs(5) } else { RESYNC };
+    Ok(Action::requeue(again))
 }
 
 /// The project's bindings that its members count and its delegation Role follows: those that bind themselves, by the

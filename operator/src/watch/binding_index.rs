@@ -1,9 +1,9 @@
 //! Which ProjectRoleBindings name which project, kept from the bindings' watch.
 //!
 //! A project's reconcile and every change to a project (each of its status writes) need the project's bindings. Found
-//! by scanning the binding cache, that is quadratic at scale: at 5000 projects with two bindings each, every one of
-//! the ~20000 project events cloned and filtered all 10000 cached bindings. The index answers with the names alone;
-//! the objects still come from the cache, so it never serves anything the cache does not hold.
+//! by scanning the binding cache, that is quadratic at scale: every project event cloned and filtered every cached
+//! binding (figures in docs/benchmarks.md, "Why the code is shaped so"). The index answers with the names alone; the
+//! objects still come from the cache, so it never serves anything the cache does not hold.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

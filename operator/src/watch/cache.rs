@@ -1,12 +1,11 @@
 //! The caches of the namespaced children we manage: compact, and indexed by namespace.
 //!
 //! kube's reflector keeps each object as its k8s-openapi struct, under a key that copies its name, namespace, uid and
-//! resourceVersion again: about 3 KiB for one of our RoleBindings, where every label, annotation and owner field is an
-//! allocation of its own and each label map a 0.5 KiB tree node. At 1000 projects, with 11 children each, that was
-//! more than half of the operator's memory. And the only question it answers quickly is "this name in this
-//! namespace": finding a project's children meant scanning every object of the kind (6000 RoleBindings) in each
-//! project reconcile. Here a child is what the reconcilers read of it (identity, controller, two labels) plus its
-//! JSON, which is what drift detection compares; about 1 KiB, grouped by namespace.
+//! resourceVersion again, where every label, annotation and owner field is an allocation of its own and each label
+//! map a tree: at scale that was most of the operator's memory (docs/benchmarks.md, "Why the code is shaped so").
+//! And the only question it answers quickly is "this name in this namespace": finding a project's children meant
+//! scanning every object of the kind in each project reconcile. Here a child is what the reconcilers read of it
+//! (identity, controller, two labels) plus its JSON, which is what drift detection compares, grouped by namespace.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -136,8 +135,8 @@ impl<K> ChildStore<K> {
     /// Whether exactly this write to `namespace/name` was made and the watch has not delivered its object since.
     ///
     /// A project's second reconcile often follows its first before the watch has delivered the first one's
-    /// writes (each write it makes wakes it), finds them missing from the cache, and would write them again: 0.4 to
-    /// 0.9 extra RoleBinding writes per project at bulk, each with its own Event. Holding back is safe because our
+    /// writes (each write it makes wakes it), finds them missing from the cache, and would write them again, each with
+    /// its own Event (docs/benchmarks.md counts them). Holding back is safe because our
     /// write produces a watch event for the object (or the object's earlier event is still on its way), and every
     /// event for it, a deletion included, ends the hold and wakes the reconcile again.
     pub fn in_flight(&self, namespace: &str, name: &str, digest: u64) -> bool {

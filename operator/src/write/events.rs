@@ -1,9 +1,9 @@
 //! Publishing Events (`events.k8s.io/v1`), a repeat folded into its first Event's series as client-go does.
 //!
-//! Not kube's `Recorder`: to fold repeats it keeps a whole copy of every Event of the last six minutes (about 2 KiB
-//! each, in a map of ~1.4 KiB slots). Provisioning 1000 projects publishes ~5000 Events, and that cache took 12 MiB
-//! of table plus their strings, a quarter of the operator's heap, until the next Event after six minutes. Folding needs
-//! only where the first Event is and how often it was seen: here that is ~100 bytes per series.
+//! Not kube's `Recorder`: to fold repeats it keeps a whole copy of every Event of the last six minutes, and bulk
+//! provisioning publishes several Events per project, so that cache was a large share of the operator's heap
+//! (docs/benchmarks.md, "Why the code is shaped so"). Folding needs only where the first Event is and how often it
+//! was seen: here that is a name and two numbers per series.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -3,16 +3,15 @@
 //! A reconcile computes the status from the cached object. When a second reconcile of the same object follows the first
 //! before the watch has delivered the first one's status write (a child created by the first one wakes it, say), the
 //! cache still holds the old status, so the second computes the same change again and writes it again, with a second
-//! Event (an N=300 benchmark counted ~1.4 Ready Events per project and ~1.8 Bound Events per binding, from such
-//! repeats). We remember what we wrote and from which version of the object; a write is skipped only while the cache
+//! Event (the benchmark counted such repeats: docs/benchmarks.md). We remember what we wrote and from which version of the object; a write is skipped only while the cache
 //! still shows exactly that version and the new status says the same. Nothing is lost by skipping: our write produces a
 //! watch event for the object, which reconciles it again with the fresh status; and any other change to the object
 //! moves its version, which ends the skip.
 //!
 //! One change of version is our own and leaves the status as it was: adding our finalizer, in the same reconcile that
 //! then writes the first status. The finalizer's watch event wakes a second reconcile that reads the new version
-//! without our status; it counts as the version the status was computed from (an N=1000 benchmark counted 1.9 status
-//! writes and Ready Events per project from it).
+//! without our status; it counts as the version the status was computed from (without that, the benchmark counted
+//! nearly two status writes and Ready Events per project: docs/benchmarks.md).
 
 use std::time::{Duration, Instant};
 

@@ -136,20 +136,53 @@ pub fn desired(
     bindings: &[&ProjectRoleBinding],
     now: Timestamp,
 ) -> Children {
-    let name = project.name_any();
-    // A controller reference without blockOwnerDeletion: that would need update rights on projects/finalizers.
-    let owner = OwnerReference {
+    let owner = owner(project);
+    let mut role_bindings = vec![runner_binding(project, &owner, roles)];
+    let (member_bindings, roles_not_allowed) = member_bindings(project, workspace, &owner, roles);
+    role_bindings.extend(member_bindings);
+    let admins = admins(workspace, roles, bindings, now);
+    role_bindings.extend(delegation_binding(project, &owner, admins));
+    role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut children = Children {
+        namespace: namespace(project, workspace),
+        quota: quota(project, &owner, granted),
+        limit_range: limit_range(project, workspace, &owner),
+        network_policy: network_policy(project, workspace, &owner),
+        runner: runner(project, &owner),
+        role_bindings,
+        delegation: delegation(project, &owner),
+        roles_not_allowed,
+        members: members(workspace, roles, bindings, now),
+    };
+    stamp(&mut children.delegation);
+    stamp(&mut children.namespace);
+    children.quota.iter_mut().for_each(stamp);
+    children.limit_range.iter_mut().for_each(stamp);
+    children.network_policy.iter_mut().for_each(stamp);
+    stamp(&mut children.runner);
+    children.role_bindings.iter_mut().for_each(stamp);
+    children
+}
+
+/// The project as its children's controller. Without blockOwnerDeletion: that would need update rights on
+/// projects/finalizers.
+fn owner(project: &Project) -> OwnerReference {
+    OwnerReference {
         block_owner_deletion: None,
         ..project.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
             api_version: Project::api_version(&()).into_owned(),
             kind: Project::kind(&()).into_owned(),
-            name: name.clone(),
+            name: project.name_any(),
             uid: project.uid().unwrap_or_default(),
             controller: Some(true),
             block_owner_deletion: None,
         })
-    };
+    }
+}
 
+/// The namespace: the project's own labels and annotations, the workspace's enforced labels over them, and ours
+/// (ownership, isolation, tenant rule exceptions, the ZenML project ID).
+fn namespace(project: &Project, workspace: &Workspace) -> Namespace {
     let mut ns_labels = project.spec.namespace_labels.clone();
     if let Some(d) = defaults(workspace) {
         // enforced by the workspace: a project cannot override them
@@ -183,22 +216,28 @@ pub fn desired(
             ns_labels.insert(labels::PROJECT_ID.to_owned(), id.clone());
         }
     }
-    let namespace = Namespace {
+    Namespace {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
+            name: Some(project.name_any()),
             labels: Some(ns_labels),
             annotations: non_empty(ns_annotations),
             ..Default::default()
         },
         ..Default::default()
-    };
+    }
+}
 
-    let quota = (!granted.is_empty()).then(|| ResourceQuota {
-        metadata: child_meta(project, &owner, QUOTA_NAME, "quota"),
+/// The ResourceQuota holding what was granted; none when nothing was.
+fn quota(project: &Project, owner: &OwnerReference, granted: &ResourceList) -> Option<ResourceQuota> {
+    (!granted.is_empty()).then(|| ResourceQuota {
+        metadata: child_meta(project, owner, QUOTA_NAME, "quota"),
         spec: Some(ResourceQuotaSpec { hard: Some(granted.clone()), ..Default::default() }),
         ..Default::default()
-    });
+    })
+}
 
+/// Container defaults and bounds: the workspace's, overridden key by key by the project's; none when both are empty.
+fn limit_range(project: &Project, workspace: &Workspace, owner: &OwnerReference) -> Option<LimitRange> {
     let mut limits = defaults(workspace).and_then(|d| d.limit_range.clone()).unwrap_or_default();
     if let Some(own) = &project.spec.limit_range {
         limits.default.extend(own.default.clone());
@@ -206,8 +245,8 @@ pub fn desired(
         limits.max.extend(own.max.clone());
         limits.min.extend(own.min.clone());
     }
-    let limit_range = (!limits.is_empty()).then(|| LimitRange {
-        metadata: child_meta(project, &owner, LIMIT_RANGE_NAME, "limits"),
+    (!limits.is_empty()).then(|| LimitRange {
+        metadata: child_meta(project, owner, LIMIT_RANGE_NAME, "limits"),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".to_owned(),
@@ -218,59 +257,69 @@ pub fn desired(
                 ..Default::default()
             }],
         }),
-    });
+    })
+}
 
-    let network_policy = match network_isolation(project, workspace) {
-        NetworkIsolation::None => None,
-        isolation => {
-            let from = if isolation == NetworkIsolation::Workspace {
-                NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            labels::WORKSPACE.to_owned(),
-                            project.spec.workspace.clone(),
-                        )])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }
-            } else {
-                NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }
-            };
-            // Only ingress is restricted: DNS and egress stay open, as pipelines fetch data and images.
-            Some(NetworkPolicy {
-                metadata: child_meta(project, &owner, NETWORK_POLICY_NAME, "network"),
-                spec: Some(NetworkPolicySpec {
-                    pod_selector: Some(LabelSelector::default()),
-                    policy_types: Some(vec!["Ingress".to_owned()]),
-                    ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![from]), ports: None }]),
-                    egress: None,
-                }),
-            })
+/// The wall: ingress only from the namespace itself, or from the workspace's namespaces; none without isolation.
+fn network_policy(project: &Project, workspace: &Workspace, owner: &OwnerReference) -> Option<NetworkPolicy> {
+    let from = match network_isolation(project, workspace) {
+        NetworkIsolation::None => return None,
+        NetworkIsolation::Workspace => NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(labels::WORKSPACE.to_owned(), project.spec.workspace.clone())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        NetworkIsolation::Project => {
+            NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }
         }
     };
+    // Only ingress is restricted: DNS and egress stay open, as pipelines fetch data and images.
+    Some(NetworkPolicy {
+        metadata: child_meta(project, owner, NETWORK_POLICY_NAME, "network"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![from]), ports: None }]),
+            egress: None,
+        }),
+    })
+}
 
-    let runner_name = runner_name(project);
-    let runner = ServiceAccount {
+/// The ServiceAccount pipelines run as.
+fn runner(project: &Project, owner: &OwnerReference) -> ServiceAccount {
+    ServiceAccount {
         metadata: ObjectMeta {
             annotations: project.spec.runner.as_ref().and_then(|r| non_empty(r.annotations.clone())),
-            ..child_meta(project, &owner, &runner_name, "runner")
+            ..child_meta(project, owner, &runner_name(project), "runner")
         },
         ..Default::default()
-    };
+    }
+}
 
-    let mut role_bindings = vec![RoleBinding {
-        metadata: child_meta(project, &owner, RUNNER_BINDING_NAME, "runner"),
+/// The runner may do what a developer may.
+fn runner_binding(project: &Project, owner: &OwnerReference, roles: &RoleMap) -> RoleBinding {
+    RoleBinding {
+        metadata: child_meta(project, owner, RUNNER_BINDING_NAME, "runner"),
         role_ref: cluster_role_ref(roles.developer()),
         subjects: Some(vec![RbacSubject {
             kind: "ServiceAccount".to_owned(),
-            name: runner_name,
-            namespace: Some(name.clone()),
+            name: runner_name(project),
+            namespace: Some(project.name_any()),
             api_group: None,
         }]),
-    }];
+    }
+}
 
-    // One binding per role, merging member entries that name the same role, so reordering members changes nothing.
+/// One binding per workspace member role, merging member entries that name the same role, so reordering members
+/// changes nothing; and the roles the workspace does not allow, for which nothing is bound.
+fn member_bindings(
+    project: &Project,
+    workspace: &Workspace,
+    owner: &OwnerReference,
+    roles: &RoleMap,
+) -> (Vec<RoleBinding>, Vec<String>) {
     let mut by_role: BTreeMap<&str, Vec<RbacSubject>> = BTreeMap::new();
     for member in &workspace.spec.members {
         let subjects = by_role.entry(member.role.as_str()).or_default();
@@ -281,79 +330,93 @@ pub fn desired(
             }
         }
     }
-    let mut roles_not_allowed = Vec::new();
+    let (mut bindings, mut not_allowed) = (Vec::new(), Vec::new());
     for (role, subjects) in by_role {
         match roles.resolve(workspace, role) {
-            Some(cluster_role) => role_bindings.push(RoleBinding {
-                metadata: child_meta(project, &owner, &format!("zenml-workspace-{role}"), "workspace-member"),
+            Some(cluster_role) => bindings.push(RoleBinding {
+                metadata: child_meta(project, owner, &format!("zenml-workspace-{role}"), "workspace-member"),
                 role_ref: cluster_role_ref(&cluster_role),
                 subjects: Some(subjects),
             }),
-            None => roles_not_allowed.push(role.to_owned()),
+            None => not_allowed.push(role.to_owned()),
         }
     }
+    (bindings, not_allowed)
+}
 
+/// The ProjectRoleBindings that count: an allowed role, not expired.
+fn counted<'a>(
+    workspace: &'a Workspace,
+    roles: &'a RoleMap,
+    bindings: &'a [&ProjectRoleBinding],
+    now: Timestamp,
+) -> impl Iterator<Item = &'a &'a ProjectRoleBinding> {
+    bindings
+        .iter()
+        .filter(move |b| roles.resolve(workspace, &b.spec.role).is_some() && !super::binding::expired(b, now))
+}
+
+/// Subjects per role: workspace members and the project's bindings that count.
+fn members(
+    workspace: &Workspace,
+    roles: &RoleMap,
+    bindings: &[&ProjectRoleBinding],
+    now: Timestamp,
+) -> BTreeMap<String, i32> {
     let mut members: BTreeMap<String, i32> = BTreeMap::new();
     for member in &workspace.spec.members {
         *members.entry(member.role.clone()).or_default() += member.subjects.len() as i32;
     }
-    let mut admins: Vec<RbacSubject> = Vec::new();
-    let admin = BuiltinRole::Admin.name();
-    let in_force = bindings
-        .iter()
-        .filter(|b| roles.resolve(workspace, &b.spec.role).is_some() && !super::binding::expired(b, now));
-    for b in in_force {
+    for b in counted(workspace, roles, bindings, now) {
         *members.entry(b.spec.role.clone()).or_default() += b.spec.subjects.len() as i32;
-        if b.spec.role == admin {
-            admins.extend(b.spec.subjects.iter().map(rbac_subject));
-        }
+    }
+    members
+}
+
+/// The project's admins (workspace admins and admin bindings that count), sorted and without repeats.
+fn admins(
+    workspace: &Workspace,
+    roles: &RoleMap,
+    bindings: &[&ProjectRoleBinding],
+    now: Timestamp,
+) -> Vec<RbacSubject> {
+    let admin = BuiltinRole::Admin.name();
+    let mut admins: Vec<RbacSubject> = Vec::new();
+    for b in counted(workspace, roles, bindings, now).filter(|b| b.spec.role == admin) {
+        admins.extend(b.spec.subjects.iter().map(rbac_subject));
     }
     for m in workspace.spec.members.iter().filter(|m| m.role == admin) {
         admins.extend(m.subjects.iter().map(rbac_subject));
     }
     admins.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
     admins.dedup();
-    let delegation = Role {
-        metadata: child_meta(project, &owner, DELEGATION_NAME, "delegation"),
+    admins
+}
+
+/// Lets the project's admins manage its ProjectRoleBindings (checked by an admission policy).
+fn delegation(project: &Project, owner: &OwnerReference) -> Role {
+    Role {
+        metadata: child_meta(project, owner, DELEGATION_NAME, "delegation"),
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec![crate::GROUP.to_owned()]),
             resources: Some(vec!["projectrolebindings".to_owned()]),
             verbs: vec![MANAGE_BINDINGS_VERB.to_owned()],
             ..Default::default()
         }]),
-    };
-    if !admins.is_empty() {
-        role_bindings.push(RoleBinding {
-            metadata: child_meta(project, &owner, DELEGATION_NAME, "delegation"),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".to_owned(),
-                kind: "Role".to_owned(),
-                name: DELEGATION_NAME.to_owned(),
-            },
-            subjects: Some(admins),
-        });
     }
-    role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+}
 
-    let mut children = Children {
-        namespace,
-        quota,
-        limit_range,
-        network_policy,
-        runner,
-        role_bindings,
-        delegation,
-        roles_not_allowed,
-        members,
-    };
-    stamp(&mut children.delegation);
-    stamp(&mut children.namespace);
-    children.quota.iter_mut().for_each(stamp);
-    children.limit_range.iter_mut().for_each(stamp);
-    children.network_policy.iter_mut().for_each(stamp);
-    stamp(&mut children.runner);
-    children.role_bindings.iter_mut().for_each(stamp);
-    children
+/// Binds the delegation Role to the admins; none without admins.
+fn delegation_binding(project: &Project, owner: &OwnerReference, admins: Vec<RbacSubject>) -> Option<RoleBinding> {
+    (!admins.is_empty()).then(|| RoleBinding {
+        metadata: child_meta(project, owner, DELEGATION_NAME, "delegation"),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "Role".to_owned(),
+            name: DELEGATION_NAME.to_owned(),
+        },
+        subjects: Some(admins),
+    })
 }
 
 /// An RBAC subject for one of ours; a ServiceAccount named by project lives in that project's namespace.

@@ -91,35 +91,7 @@ pub fn parse(q: &str) -> Result<Amount, QuantityError> {
         return Err(syntax());
     }
     let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    let (mut exp10, exp2): (i64, u32) = match suffix {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        e if e.len() > 1 && e.starts_with(['e', 'E']) => {
-            let exp = &e[1..];
-            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(syntax());
-            }
-            // Any exponent past a few dozen is out of range (or rounds to 1n) whatever the digits: no need to read it.
-            let magnitude: i64 = if digits.len() > 6 { 1_000_000 } else { digits.parse().map_err(|_| syntax())? };
-            (if exp.starts_with('-') { -magnitude } else { magnitude }, 0)
-        }
-        _ => return Err(syntax()),
-    };
+    let (mut exp10, exp2) = suffix_exponents(suffix).ok_or_else(syntax)?;
     // value = digits * 10^(exp10 - frac) * 2^exp2, without leading zeros so long zero prefixes cost nothing.
     let digits = format!("{int_part}{frac_part}");
     let digits = digits.trim_start_matches('0');
@@ -159,6 +131,40 @@ pub fn parse(q: &str) -> Result<Amount, QuantityError> {
         return Err(range());
     }
     Ok(Amount(value))
+}
+
+/// The powers of ten and two a suffix stands for: SI (`k` … `E`, `m` … `n`), binary (`Ki` … `Ei`), or a decimal
+/// exponent (`e3`, `E-2`); `None` for anything else.
+fn suffix_exponents(suffix: &str) -> Option<(i64, u32)> {
+    Some(match suffix {
+        "" => (0, 0),
+        "n" => (-9, 0),
+        "u" => (-6, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        e if e.len() > 1 && e.starts_with(['e', 'E']) => {
+            let exp = &e[1..];
+            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Any exponent past a few dozen is out of range (or rounds to 1n) whatever the digits: no need to read it.
+            let magnitude: i64 = if digits.len() > 6 { 1_000_000 } else { digits.parse().ok()? };
+            (if exp.starts_with('-') { -magnitude } else { magnitude }, 0)
+        }
+        _ => return None,
+    })
 }
 
 /// How a resource's amounts read best: memory and storage in bytes with binary suffixes, everything else (CPUs,

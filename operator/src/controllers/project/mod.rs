@@ -23,7 +23,7 @@ use zenml_api::resources::budget::Verdict;
 use zenml_api::resources::{Children, desired, project as build, validate};
 use zenml_api::status::conditions::{Cond, ConditionType, Reason};
 use zenml_api::status::project::provisioned_conditions;
-use zenml_api::{Project, ProjectRoleBinding};
+use zenml_api::{Project, ProjectRoleBinding, ResourceList, Workspace};
 
 use self::admission::verdict;
 use self::cleanup::cleanup;
@@ -51,22 +51,55 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
 }
 
 async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<Action> {
+    let workspace = match gate(project, ctx, Timestamp::now()) {
+        Gate::Open(workspace) => workspace,
+        Gate::Wait(quiet) => return Ok(Action::requeue(quiet)),
+        Gate::Refuse(reason, message) => return refuse(project, api, ctx, reason, message).await,
+        Gate::Terminating(msg) => {
+            let cond = Cond::fail(ConditionType::NamespaceReady, Reason::NamespaceTerminating, msg);
+            write_status(project, api, ctx, vec![cond], None).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    // Decided last, just before the writes: a grant is recorded as in flight from here on (see `grants`).
+    let verdict = verdict(ctx, &workspace, project).unwrap_or_else(|| Verdict::Refuse {
+        reason: Reason::WorkspaceNotFound,
+        message: "the project is not yet in the workspace's cache".into(),
+    });
+    ctx.verdicts_seen.lock().insert(project.name_any(), verdict.clone());
+    match verdict {
+        Verdict::Refuse { reason, message } => refuse(project, api, ctx, reason, message).await,
+        Verdict::Provision { quota, exceeded } => provision(project, api, ctx, &workspace, &quota, exceeded).await,
+    }
+}
+
+/// Whether a project may be provisioned at all, from the caches: before any budget is decided or anything written.
+enum Gate {
+    Open(Arc<Workspace>),
+    /// A new project waits quietly for its workspace this long.
+    Wait(Duration),
+    Refuse(Reason, String),
+    /// Its namespace is being deleted: it is recreated once gone.
+    Terminating(String),
+}
+
+fn gate(project: &Project, ctx: &Context, now: Timestamp) -> Gate {
     let name = project.name_any();
     let Some(workspace) = ctx.stores.workspaces.get(&ObjectRef::new(&project.spec.workspace)) else {
         // Applied together with its workspace (one `kubectl apply -k`, a GitOps sync), a project often comes first:
         // a new one waits quietly for a moment instead of paging anyone; the workspace's creation wakes it.
-        if let Some(quiet) = waiting_for_workspace(project, Timestamp::now()) {
-            return Ok(Action::requeue(quiet));
+        if let Some(quiet) = waiting_for_workspace(project, now) {
+            return Gate::Wait(quiet);
         }
         let msg = format!(
             "Workspace {:?} does not exist; create it, and this project becomes Ready by itself",
             project.spec.workspace
         );
-        return refuse(project, api, ctx, Reason::WorkspaceNotFound, msg).await;
+        return Gate::Refuse(Reason::WorkspaceNotFound, msg);
     };
     // The schema refuses these names; this catches objects that bypassed it.
     if let Some(problem) = validate::project_name_problem(&name, &ctx.settings.protected_namespaces) {
-        return refuse(project, api, ctx, Reason::InvalidName, problem).await;
+        return Gate::Refuse(Reason::InvalidName, problem);
     }
     if let Some(prefix) = workspace.spec.project_name_prefix.as_ref().filter(|p| !name.starts_with(p.as_str())) {
         let msg = format!(
@@ -74,46 +107,35 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
              project as {prefix}{name} or similar",
             workspace.name_any()
         );
-        return refuse(project, api, ctx, Reason::InvalidName, msg).await;
+        return Gate::Refuse(Reason::InvalidName, msg);
     }
-
-    let live_ns = ctx.stores.namespaces.get(&ObjectRef::new(&name));
-    if let Some(ns) = &live_ns {
-        let ours = namespace_is_ours(ns, project);
-        if !ours && !build::adoption_requested(&ns.metadata, project) {
-            return refuse(project, api, ctx, Reason::NamespaceConflict, conflict_message(ns, project)).await;
+    if let Some(ns) = ctx.stores.namespaces.get(&ObjectRef::new(&name)) {
+        if !namespace_is_ours(&ns, project) && !build::adoption_requested(&ns.metadata, project) {
+            return Gate::Refuse(Reason::NamespaceConflict, conflict_message(&ns, project));
         }
         if ns.meta().deletion_timestamp.is_some() {
-            let msg = format!("namespace {name:?} is being deleted; it is recreated once it is gone");
-            write_status(
-                project,
-                api,
-                ctx,
-                vec![Cond::fail(ConditionType::NamespaceReady, Reason::NamespaceTerminating, msg)],
-                None,
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(5)));
+            return Gate::Terminating(format!("namespace {name:?} is being deleted; it is recreated once it is gone"));
         }
     }
-    // Decided last, just before the writes: a grant is recorded as in flight from here on (see `grants`).
-    let verdict = verdict(ctx, &workspace, project).unwrap_or_else(|| Verdict::Refuse {
-        reason: Reason::WorkspaceNotFound,
-        message: "the project is not yet in the workspace's cache".into(),
-    });
-    ctx.verdicts_seen.lock().insert(name.clone(), verdict.clone());
-    let (quota, exceeded) = match verdict {
-        Verdict::Refuse { reason, message } => {
-            return refuse(project, api, ctx, reason, message).await;
-        }
-        Verdict::Provision { quota, exceeded } => (quota, exceeded),
-    };
-    let lost = live_ns.is_none() && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
+    Gate::Open(workspace)
+}
 
+/// Writes the project's children for the granted `quota`, and its status.
+async fn provision(
+    project: &Project,
+    api: &Api<Project>,
+    ctx: &Context,
+    workspace: &Workspace,
+    quota: &ResourceList,
+    exceeded: Option<String>,
+) -> Result<Action> {
+    let name = project.name_any();
+    let lost = ctx.stores.namespaces.get(&ObjectRef::new(&name)).is_none()
+        && project.status.as_ref().is_some_and(|s| s.namespace.is_some());
     let now = Timestamp::now();
-    let bindings = super::binding::in_force(ctx, project, &workspace, now);
+    let bindings = super::binding::in_force(ctx, project, workspace, now);
     let bindings: Vec<&ProjectRoleBinding> = bindings.iter().map(|b| &**b).collect();
-    let children = desired(project, &workspace, &quota, &ctx.settings.roles, &bindings, now);
+    let children = desired(project, workspace, quota, &ctx.settings.roles, &bindings, now);
     let Ensured { changes, forbidden } = match write_children(project, &children, ctx).await {
         Ok(written) => written,
         Err(e) => {
@@ -134,7 +156,7 @@ async fn apply(project: &Project, api: &Api<Project>, ctx: &Context) -> Result<A
     }
     ctx.changed(project, &changes, EventAction::Apply, EventType::Normal).await;
 
-    let mut conds = provisioned_conditions(project, &workspace, &children, exceeded);
+    let mut conds = provisioned_conditions(project, workspace, &children, exceeded);
     if !forbidden.is_empty() {
         let msg = format!(
             "the operator may not bind: {}; grant it `bind` on these ClusterRoles (the chart's customRoles value) or remove them from the workspace",
