@@ -379,7 +379,9 @@ fn chart_operator() -> Operator {
             .args(["--set", "contributorRole.create=false", "--set", "selfService.createRole=false"])
             // The harness applies the same policies for this release from files/ (install_crds) and the access
             // tests check them by those names: a second copy would refuse first, under its own name.
-            .args(["--set", "admissionPolicies.enabled=false"]),
+            .args(["--set", "admissionPolicies.enabled=false"])
+            // ... and the operator binds files/' workspace policy, once per workspace.
+            .args(["--set", "extraArgs={--workspace-policy=zenml-workspace-policies}"]),
     );
     let selector = format!("app.kubernetes.io/instance={CHART_RELEASE}");
     let pods =

@@ -19,7 +19,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use zenml_api::{Project, ProjectRoleBinding};
+use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
 /// How long the operator may take for anything that needs no namespace deletion.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +42,8 @@ const ONE_DOOR_POLICY: &str = "zenml-one-door-for-access";
 const PROTECTED_POLICY: &str = "zenml-protected-namespaces";
 const WALLS_POLICY: &str = "zenml-network-walls";
 const MANAGED_POLICY: &str = "zenml-managed-objects";
+// The workspace policies (issue 22): one policy whose parameter is the Workspace.
+const WORKSPACE_POLICY: &str = "zenml-workspace-policies";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Harness
@@ -1308,6 +1310,267 @@ async fn tenants_cannot_change_or_delete_what_the_operator_made() {
     wait_gone("namespace", std::slice::from_ref(&a), DELETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// 8. Workspace policies (issue 22): allow-lists and node placement, with the Workspace as the policy's parameter
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `obj` (a [`workload`]) with `field` of its pod spec set to `value`.
+fn with_pod_field(mut obj: Value, field: &str, value: Value) -> Value {
+    let spec = match obj["kind"].as_str().unwrap() {
+        "Pod" => &mut obj["spec"],
+        "CronJob" => &mut obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => &mut obj["spec"]["template"]["spec"],
+    };
+    spec[field] = value;
+    obj
+}
+
+fn claim(name: &str, ns: &str, class: Option<&str>) -> Value {
+    let mut spec = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
+    if let Some(class) = class {
+        spec["storageClassName"] = json!(class);
+    }
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+fn ingress(name: &str, ns: &str, class: Option<&str>) -> Value {
+    let mut spec = json!({"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}});
+    if let Some(class) = class {
+        spec["ingressClassName"] = json!(class);
+    }
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A developer's Ready project in a new workspace whose `spec.policies` are `policies`; returns the workspace, the
+/// project and the developer.
+async fn developer_under(t: &mut Test, policies: Value) -> (String, String, User) {
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({"policies": policies.clone()}));
+    t.project(&a, &ws);
+    let dev = User::new("dev", &[]);
+    let dev_binding = unique("e2e-acc-dev");
+    t.binding(&dev_binding, &a, "developer", json!([dev.subject()]));
+    t.wait_project_ready(&a).await;
+    t.wait_bound(&dev_binding, "edit").await;
+    dev.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    if policies.as_object().is_some_and(|p| !p.is_empty()) {
+        // The operator binds the policy to the workspace (PoliciesReady), and the API server picks the binding up.
+        let api: Api<Workspace> = Api::all(t.client.clone());
+        eventually(TIMEOUT, &format!("workspace {ws} PoliciesReady"), || async {
+            let w = api.get(&ws).await.map_err(|e| e.to_string())?;
+            let conds = w.status.map(|s| s.conditions).unwrap_or_default();
+            let ready = conds.iter().any(|c| c.type_ == "PoliciesReady" && c.status == "True");
+            if ready { Ok(()) } else { Err(describe_conditions(&conds)) }
+        })
+        .await;
+        let probe = workload("Pod", "probe", &a, Some("default"));
+        eventually(RBAC_TIMEOUT, "the workspace policy to refuse a pod", || async {
+            let out = run_stdin(dev.kubectl().args(["create", "--dry-run=server", "-f", "-"]), &probe.to_string());
+            out.stderr.contains(WORKSPACE_POLICY).then_some(())
+        })
+        .await;
+    }
+    (ws, a, dev)
+}
+
+/// A workspace's allow-lists hold for a developer of its projects: StorageClasses of claims, IngressClasses,
+/// PriorityClasses and RuntimeClasses of pods and of every workload's pod template, and image registries for
+/// containers, init containers and ephemeral containers. The refusal names the rule, the allowed values and the
+/// workspace; what is listed passes; an update keeps what was there; another workspace's projects, and cluster
+/// admins, are not restrained by it.
+#[tokio::test]
+async fn workspace_allow_lists_hold_in_its_projects() {
+    let mut t = Test::new().await;
+    let policies = json!({
+        "storageClasses": ["fast"],
+        "ingressClasses": ["internal"],
+        "priorityClasses": ["batch-low"],
+        "runtimeClasses": ["gvisor"],
+        "imageRegistries": ["registry.example.com/", "docker.io/library/"],
+    });
+    let (ws, a, dev) = developer_under(&mut t, policies).await;
+    let ok_image = "registry.example.com/team/trainer:1";
+    let allowed = |rule: &str, values: &str| format!("rule: workspace {ws} allows only the {rule} {values}");
+    let pod = |kind: &str, image: &str| {
+        with_pod_field(workload(kind, &unique("wl"), &a, None), "containers", json!([{"name": "main", "image": image}]))
+    };
+
+    // Images: every container kind, of a Pod and of every workload.
+    let images =
+        format!("rule: workspace {ws} allows only images starting with registry.example.com/, docker.io/library/");
+    for kind in POD_RUNNERS {
+        assert_refused(&dev.create(&pod(kind, "busybox")), &format!("a {kind} of busybox"), WORKSPACE_POLICY, &images);
+        assert_refused(
+            &dev.create(&pod(kind, "registry.example.com.evil.io/x")),
+            &format!("a {kind} from a longer registry name"),
+            WORKSPACE_POLICY,
+            &images,
+        );
+        assert_ok(&dev.create(&pod(kind, ok_image)), &format!("a {kind} from an allowed registry"));
+    }
+    let init =
+        with_pod_field(pod("Pod", ok_image), "initContainers", json!([{"name": "init", "image": "quay.io/x/y"}]));
+    let out = dev.create(&init);
+    assert_refused(&out, "an init container from quay.io", WORKSPACE_POLICY, &images);
+    assert!(out.stderr.contains(&format!("ask a cluster admin to change Workspace {ws}")), "{}", out.stderr);
+    assert!(out.stderr.contains("with image quay.io/x/y"), "the refusal names the image: {}", out.stderr);
+    assert_ok(&dev.create(&pod("Pod", "docker.io/library/busybox")), "a Docker Hub image written in full");
+
+    // Ephemeral containers (kubectl debug), for someone a cluster admin lets add them.
+    let running = pod("Pod", ok_image);
+    let name = running["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_ok(&dev.create(&running), "a pod to debug");
+    let role = unique("e2e-acc-debug");
+    for obj in [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": role, "namespace": a},
+               "rules": [{"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["get", "patch", "update"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": role, "namespace": a},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": dev.name}]}),
+    ] {
+        server_side_apply(&obj);
+    }
+    dev.wait_can(&["patch", "pods", "--subresource=ephemeralcontainers", "-n", &a], true, RBAC_TIMEOUT).await;
+    let debug = |image: &str| {
+        let patch = json!({"spec": {"ephemeralContainers": [{"name": "debug", "image": image}]}}).to_string();
+        dev.run(&[
+            "patch",
+            "pod",
+            &name,
+            "-n",
+            &a,
+            "--subresource=ephemeralcontainers",
+            "--type=strategic",
+            "-p",
+            &patch,
+        ])
+    };
+    assert_refused(&debug("busybox"), "an ephemeral container of busybox", WORKSPACE_POLICY, &images);
+    assert_ok(&debug("docker.io/library/busybox"), "an ephemeral container from an allowed registry");
+
+    // Classes of pod templates (workloads: a Pod would first need the class to exist).
+    for (field, rule, good, bad) in [
+        ("priorityClassName", allowed("PriorityClasses", "batch-low"), "batch-low", "system-cluster-critical"),
+        ("runtimeClassName", allowed("RuntimeClasses", "gvisor"), "gvisor", "runc"),
+    ] {
+        for kind in ["Deployment", "Job", "CronJob"] {
+            let obj = with_pod_field(pod(kind, ok_image), field, json!(bad));
+            assert_refused(&dev.create(&obj), &format!("a {kind} with {field} {bad}"), WORKSPACE_POLICY, &rule);
+            let obj = with_pod_field(pod(kind, ok_image), field, json!(good));
+            assert_ok(&dev.create(&obj), &format!("a {kind} with {field} {good}"));
+        }
+    }
+
+    // Claims and ingresses.
+    let storage = allowed("StorageClasses", "fast");
+    assert_refused(
+        &dev.create(&claim(&unique("pvc"), &a, Some("slow"))),
+        "a claim of class slow",
+        WORKSPACE_POLICY,
+        &storage,
+    );
+    assert_ok(&dev.create(&claim(&unique("pvc"), &a, Some("fast"))), "a claim of class fast");
+    assert_ok(&dev.create(&claim(&unique("pvc"), &a, None)), "a claim naming no class (this cluster has no default)");
+    let ingresses = allowed("IngressClasses", "internal");
+    assert_refused(
+        &dev.create(&ingress(&unique("ing"), &a, Some("public"))),
+        "an ingress of class public",
+        WORKSPACE_POLICY,
+        &ingresses,
+    );
+    assert_refused(
+        &dev.create(&ingress(&unique("ing"), &a, None)),
+        "an ingress of no class",
+        WORKSPACE_POLICY,
+        &ingresses,
+    );
+    assert_ok(&dev.create(&ingress(&unique("ing"), &a, Some("internal"))), "an ingress of class internal");
+
+    // An update keeps what was there (a cluster admin's Deployment of busybox scales), but brings nothing new in.
+    let legacy = pod("Deployment", "busybox");
+    let legacy_name = legacy["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_ok(&run_stdin(kubectl().args(["create", "-f", "-"]), &legacy.to_string()), "a cluster admin's busybox");
+    assert_ok(
+        &dev.run(&["scale", "deployment", &legacy_name, "-n", &a, "--replicas=0", "--current-replicas=0"]),
+        "scale it",
+    );
+    assert_ok(&dev.run(&["label", "deployment", &legacy_name, "-n", &a, "tier=legacy"]), "label it");
+    assert_refused(
+        &dev.run(&["set", "image", &format!("deployment/{legacy_name}"), "main=alpine", "-n", &a]),
+        "a new image not allowed",
+        WORKSPACE_POLICY,
+        &images,
+    );
+
+    // Another workspace without policies: the same objects pass there.
+    let (_, b, other_dev) = developer_under(&mut t, json!({})).await;
+    let free = with_pod_field(workload("Deployment", &unique("free"), &b, None), "priorityClassName", json!("x"));
+    assert_ok(&other_dev.create(&free), "busybox with any priority class in a workspace without policies");
+    assert_ok(&other_dev.create(&claim(&unique("pvc"), &b, Some("slow"))), "any claim there");
+}
+
+/// A workspace that requires a node selector gets pods (and workloads) in its projects only with it, with the
+/// required selector in the refusal; it allows only the tolerations it lists (the API server's own pass).
+#[tokio::test]
+async fn workspace_node_placement_is_required() {
+    let mut t = Test::new().await;
+    let policies = json!({
+        "nodeSelector": {"zenml.io/pool": "ml", "kubernetes.io/arch": "amd64"},
+        "tolerations": [{"key": "zenml.io/dedicated", "value": "ml", "effect": "NoSchedule"}],
+    });
+    let (ws, a, dev) = developer_under(&mut t, policies).await;
+    let placed = json!({"zenml.io/pool": "ml", "kubernetes.io/arch": "amd64", "disk": "ssd"});
+    let selector = "kubernetes.io/arch=amd64, zenml.io/pool=ml";
+    let rule = format!("rule: workspace {ws} runs its pods only on nodes labelled {selector}");
+    for kind in POD_RUNNERS {
+        let bare = workload(kind, &unique("bare"), &a, None);
+        let out = dev.create(&bare);
+        assert_refused(&out, &format!("a {kind} without the node selector"), WORKSPACE_POLICY, &rule);
+        assert!(out.stderr.contains(&format!("without nodeSelector {selector}")), "{}", out.stderr);
+        let half =
+            with_pod_field(workload(kind, &unique("half"), &a, None), "nodeSelector", json!({"zenml.io/pool": "ml"}));
+        assert_refused(&dev.create(&half), &format!("a {kind} with half of it"), WORKSPACE_POLICY, &rule);
+        let wrong = with_pod_field(
+            workload(kind, &unique("wrong"), &a, None),
+            "nodeSelector",
+            json!({"zenml.io/pool": "web", "kubernetes.io/arch": "amd64"}),
+        );
+        assert_refused(&dev.create(&wrong), &format!("a {kind} on another pool"), WORKSPACE_POLICY, &rule);
+        let ok = with_pod_field(workload(kind, &unique("placed"), &a, None), "nodeSelector", placed.clone());
+        assert_ok(&dev.create(&ok), &format!("a {kind} with the node selector (and more)"));
+    }
+
+    let tolerations = format!("rule: workspace {ws} allows only the tolerations zenml.io/dedicated=ml:NoSchedule");
+    let tolerating = |tolerations: Value| {
+        let pod = with_pod_field(workload("Pod", &unique("tol"), &a, None), "nodeSelector", placed.clone());
+        with_pod_field(pod, "tolerations", tolerations)
+    };
+    for (what, bad) in [
+        ("every taint", json!([{"operator": "Exists"}])),
+        ("any value of the key", json!([{"key": "zenml.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}])),
+        ("every effect", json!([{"key": "zenml.io/dedicated", "value": "ml"}])),
+        ("another pool's taint", json!([{"key": "zenml.io/dedicated", "value": "web", "effect": "NoSchedule"}])),
+        ("control-plane nodes", json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}])),
+    ] {
+        assert_refused(
+            &dev.create(&tolerating(bad)),
+            &format!("a pod tolerating {what}"),
+            WORKSPACE_POLICY,
+            &tolerations,
+        );
+    }
+    let ok = json!([
+        {"key": "zenml.io/dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]);
+    assert_ok(&dev.create(&tolerating(ok)), "a pod with the allowed toleration and a not-ready one");
+    assert_ok(
+        &run_stdin(kubectl().args(["create", "-f", "-"]), &workload("Pod", &unique("admin"), &a, None).to_string()),
+        "a cluster admin's pod anywhere",
+    );
+}
+
 /// The admission policies of a `helm template`, or of a manifest in `charts/zenml-operator/files/`.
 fn policies(yaml: &str) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{yaml}"));
@@ -1368,7 +1631,13 @@ fn the_chart_ships_the_policies_the_tests_apply() {
             "serviceAccount.name=op",
         ],
     );
-    for name in ["service-account-impersonation", "one-door-for-access", "network-walls", "managed-objects"] {
+    for name in [
+        "service-account-impersonation",
+        "one-door-for-access",
+        "network-walls",
+        "managed-objects",
+        "workspace-policies",
+    ] {
         let p = find(&other, name);
         assert_eq!(variable(&p, "operator"), r#""system:serviceaccount:platform:op""#, "{name}");
         assert_eq!(
@@ -1388,6 +1657,7 @@ fn the_chart_ships_the_policies_the_tests_apply() {
             "admissionPolicies.oneDoorForAccess=false",
             "admissionPolicies.networkWalls=false",
             "admissionPolicies.managedObjects=false",
+            "admissionPolicies.workspacePolicies=false",
         ],
     );
     let names: Vec<&str> = off.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();

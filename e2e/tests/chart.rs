@@ -111,6 +111,8 @@ fn default_values_render_a_hardened_highly_available_operator() {
             // The tenant rules (files/, see the README's threat model).
             "ValidatingAdmissionPolicy/zenml-operator-protected-namespaces",
             "ValidatingAdmissionPolicy/zenml-operator-service-account-impersonation",
+            // Bound by the operator, once per workspace.
+            "ValidatingAdmissionPolicy/zenml-operator-workspace-policies",
             "ValidatingAdmissionPolicy/zenml-operator-runner-identity",
             "ValidatingAdmissionPolicy/zenml-operator-one-door-for-access",
             "ValidatingAdmissionPolicy/zenml-operator-network-walls",
@@ -148,6 +150,7 @@ fn default_values_render_a_hardened_highly_available_operator() {
             "--developer-cluster-role=edit",
             "--contributor-cluster-role=zenml-project-contributor",
             "--viewer-cluster-role=view",
+            "--workspace-policy=zenml-operator-workspace-policies",
         ]
     );
     // The downward API gives the operator its namespace (protected from Projects) and identity (lease, Events).
@@ -212,6 +215,8 @@ fn non_default_values_render_what_they_say() {
     let args = args(&objs);
     assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
     assert!(args.contains(&"--concurrency=4".to_owned()), "{args:?}");
+    // Without the policies, the operator binds none.
+    assert!(args.contains(&"--workspace-policy=".to_owned()), "{args:?}");
 
     let role = find(&objs, "ClusterRole", "zenml-operator");
     let bind = role["rules"].as_array().unwrap().iter().find(|r| r["verbs"] == json!(["bind"])).expect("a bind rule");
@@ -318,6 +323,8 @@ fn expected_cluster_role_rules() -> Value {
     json!([
         // Caches of its own kinds (list+watch; the start-up check for the CRDs lists); its finalizer (JSON patch).
         {"apiGroups": ["zenml.io"], "resources": ["workspaces", "projects"], "verbs": ["list", "watch", "patch"]},
+        // Creating a binding whose paramRef names a Workspace needs `get` on it.
+        {"apiGroups": ["zenml.io"], "resources": ["workspaces"], "verbs": ["get"]},
         // No finalizer on bindings: their RoleBinding goes by garbage collection.
         {"apiGroups": ["zenml.io"], "resources": ["projectrolebindings"], "verbs": ["get", "list", "watch"]},
         // Status by server-side apply.
@@ -335,6 +342,8 @@ fn expected_cluster_role_rules() -> Value {
         // Workspace delegation: the ClusterRole goes by garbage collection only; the binding goes with the last admin.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["list", "watch", "create", "patch"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterrolebindings"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        // Workspace policies: one binding per workspace, created once (never patched, deleted by garbage collection).
+        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicybindings"], "verbs": ["get", "create"]},
         // Bind exactly the project roles' ClusterRoles (and customRoles, none by default).
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
          "resourceNames": ["admin", "edit", "view", "zenml-project-contributor"]},

@@ -29,6 +29,9 @@ pub struct Settings {
     pub roles: RoleMap,
     /// Namespaces no Project may claim besides `default` and `kube-*`: the operator's own, for one.
     pub protected_namespaces: Vec<String>,
+    /// The ValidatingAdmissionPolicy that enforces Workspaces' `spec.policies` (the chart's
+    /// `<release>-workspace-policies`); the workspace reconciler binds it once per workspace. `None`: not bound.
+    pub workspace_policy: Option<String>,
 }
 
 /// Read-only caches of everything reconcile compares against; all filled by watches, none by polling.

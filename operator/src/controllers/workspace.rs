@@ -8,12 +8,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::PostParams;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
-use zenml_api::resources::workspace::{delegation, delegation_name};
+use zenml_api::labels::FIELD_MANAGER;
+use zenml_api::resources::workspace::{delegation, delegation_name, policy_binding};
 use zenml_api::status::conditions::{Cond, ConditionType, Reason, ready, stamp};
 use zenml_api::{Project, Workspace, WorkspaceBudgetStatus, WorkspaceStatus};
 
@@ -80,6 +83,10 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
             )
         }
     };
+    let policies = match &ctx.settings.workspace_policy {
+        Some(policy) => Some(bind_policies(&workspace, policy, &ctx).await?),
+        None => None,
+    };
     let decisions = super::project::decide(&ctx, &workspace);
     {
         let seen = ctx.verdicts_seen.lock();
@@ -95,10 +102,11 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         .budget
         .as_ref()
         .map(|b| WorkspaceBudgetStatus { hard: b.hard.clone(), allocated: decisions.allocated.clone() });
-    let parts = vec![
+    let mut parts = vec![
         Cond::ok(ConditionType::ProjectsReady, Reason::Accepted, format!("{} projects", projects.len())),
         delegation,
     ];
+    parts.extend(policies);
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
     Ok(Action::requeue(RESYNC))
 }
@@ -131,6 +139,42 @@ async fn foreign_delegation(workspace: &Workspace, ctx: &Context) -> Result<Opti
             foreign.join(" and ")
         )
     }))
+}
+
+/// Binds the workspace policy to this workspace's namespaces, with the Workspace as its parameter. Created once and
+/// never patched (its content follows from the names alone), so the operator needs only `create` on
+/// ValidatingAdmissionPolicyBindings and cannot change anyone else's; it goes with the Workspace by garbage
+/// collection. A binding of that name that is not this workspace's is left alone and reported.
+async fn bind_policies(workspace: &Workspace, policy: &str, ctx: &Context) -> Result<Cond> {
+    let desired = policy_binding(workspace, policy);
+    let name = desired.name_any();
+    let api: Api<ValidatingAdmissionPolicyBinding> = Api::all(ctx.client.clone());
+    let kind = "ValidatingAdmissionPolicyBinding";
+    let live = api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", kind, &name, e))?;
+    let uid = workspace.meta().uid.as_deref();
+    match live {
+        None => {
+            api.create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() }, &desired)
+                .await
+                .map_err(|e| crate::Error::kube("create", kind, &name, e))?;
+            let msg = format!("created {kind} {name}");
+            ctx.event(workspace, EventType::Normal, Reason::Applied, EventAction::Apply, msg).await;
+        }
+        Some(l) if !l.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid) => {
+            let msg = format!(
+                "{kind} {name} already exists and is not this workspace's, so spec.policies are not bound to its \
+                 projects; rename or delete it (it is not ours to change)"
+            );
+            ctx.event(workspace, EventType::Warning, Reason::NameConflict, EventAction::Apply, msg.clone()).await;
+            return Ok(Cond::fail(ConditionType::PoliciesReady, Reason::NameConflict, msg));
+        }
+        Some(_) => {}
+    }
+    Ok(Cond::ok(
+        ConditionType::PoliciesReady,
+        Reason::Applied,
+        format!("spec.policies hold in the workspace's projects ({kind} {name})"),
+    ))
 }
 
 /// The workspace's delegation ClusterRole and ClusterRoleBinding, written only where they differ from the cache.

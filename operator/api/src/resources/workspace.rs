@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchResources, ParamRef, ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use super::project::{rbac_subject, stamp};
@@ -71,6 +74,49 @@ pub fn delegation(workspace: &Workspace) -> (ClusterRole, Option<ClusterRoleBind
     (role, binding)
 }
 
+/// The name of the workspace's binding of the workspace policy `policy` (the chart's `zenml-workspace-policies`).
+pub fn policy_binding_name(workspace: &Workspace, policy: &str) -> String {
+    format!("{policy}-{}", workspace.name_any())
+}
+
+/// The binding that makes the workspace policy `policy` hold in the workspace's project namespaces (label
+/// `zenml.io/workspace`), with the Workspace itself as its parameter. Its content depends only on the names, so it
+/// is created once and never patched; it goes with the Workspace (garbage collection).
+pub fn policy_binding(workspace: &Workspace, policy: &str) -> ValidatingAdmissionPolicyBinding {
+    let name = workspace.name_any();
+    let owner =
+        OwnerReference { block_owner_deletion: None, ..workspace.controller_owner_ref(&()).unwrap_or_default() };
+    ValidatingAdmissionPolicyBinding {
+        metadata: ObjectMeta {
+            name: Some(policy_binding_name(workspace, policy)),
+            labels: Some(BTreeMap::from([
+                (labels::MANAGED_BY.to_owned(), labels::MANAGED_BY_VALUE.to_owned()),
+                (labels::WORKSPACE.to_owned(), name.clone()),
+                (labels::COMPONENT.to_owned(), "policies".to_owned()),
+            ])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(ValidatingAdmissionPolicyBindingSpec {
+            policy_name: Some(policy.to_owned()),
+            // A namespace of the workspace without its Workspace (being deleted) is refused rather than let loose.
+            param_ref: Some(ParamRef {
+                name: Some(name.clone()),
+                parameter_not_found_action: Some("Deny".to_owned()),
+                ..Default::default()
+            }),
+            match_resources: Some(MatchResources {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(labels::WORKSPACE.to_owned(), name)])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            validation_actions: Some(vec!["Deny".to_owned()]),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +142,23 @@ mod tests {
         let subjects = binding.unwrap().subjects.unwrap();
         assert_eq!(subjects.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["admins"]);
         assert!(delegation(&Workspace::new("empty", WorkspaceSpec::default())).1.is_none());
+    }
+
+    #[test]
+    fn the_policy_binding_selects_the_workspace_namespaces_and_takes_the_workspace_as_parameter() {
+        let mut w = Workspace::new("ml", WorkspaceSpec::default());
+        w.metadata.uid = Some("w-uid".into());
+        let b = policy_binding(&w, "zenml-workspace-policies");
+        assert_eq!(b.metadata.name.as_deref(), Some("zenml-workspace-policies-ml"));
+        assert_eq!(b.metadata.owner_references.as_ref().unwrap()[0].uid, "w-uid");
+        assert_eq!(b.metadata.labels.as_ref().unwrap()[labels::WORKSPACE], "ml");
+        let spec = b.spec.unwrap();
+        assert_eq!(spec.policy_name.as_deref(), Some("zenml-workspace-policies"));
+        let param = spec.param_ref.unwrap();
+        assert_eq!((param.name.as_deref(), param.selector), (Some("ml"), None));
+        assert_eq!(param.parameter_not_found_action.as_deref(), Some("Deny"));
+        let selector = spec.match_resources.unwrap().namespace_selector.unwrap().match_labels.unwrap();
+        assert_eq!(selector, BTreeMap::from([("zenml.io/workspace".to_owned(), "ml".to_owned())]));
+        assert_eq!(spec.validation_actions.unwrap(), ["Deny"]);
     }
 }

@@ -54,6 +54,8 @@ vocabulary! {
         ProjectsReady,
         /// Workspace: its admins may manage its projects.
         DelegationReady,
+        /// Workspace: its `spec.policies` hold in its projects (the binding of the workspace policy exists).
+        PoliciesReady,
     }
 }
 

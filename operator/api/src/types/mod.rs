@@ -9,6 +9,7 @@
 
 mod binding;
 mod common;
+mod policies;
 mod project;
 pub mod schema;
 mod workspace;
@@ -17,6 +18,7 @@ pub use binding::{BoundTo, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRo
 pub use common::{
     BuiltinRole, DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject, SubjectKind,
 };
+pub use policies::{AllowedToleration, WorkspacePolicies};
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
 pub use workspace::{
     CustomRole, ProjectDefaults, TenantRuleExceptions, Workspace, WorkspaceBudget, WorkspaceBudgetStatus,

@@ -173,3 +173,43 @@ pub fn dns_label_set(_: &mut SchemaGenerator) -> Schema {
         "items": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL},
     })
 }
+
+/// A set of class names (StorageClass, IngressClass, PriorityClass, RuntimeClass): DNS-1123 subdomains.
+pub fn class_name_set(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": DNS1123_SUBDOMAIN},
+    })
+}
+
+/// A set of image reference prefixes, each a registry host (optionally with a port) and path segments, ending with
+/// `/` so that it never matches a longer name.
+pub fn image_prefix_set(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 255,
+            "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([-a-z0-9._]*[a-z0-9])?)*/$",
+        },
+    })
+}
+
+/// Node labels a pod must select: label keys and values.
+pub fn node_selector(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE},
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, size(k) <= 317 && k.matches('{QUALIFIED_KEY}'))"),
+            "message": "keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.'",
+            "reason": "FieldValueInvalid",
+        }],
+    })
+}

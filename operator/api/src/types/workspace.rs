@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
+use super::policies::WorkspacePolicies;
 
 /// A ZenML Pro workspace: projects that share admins, defaults, a budget and a set of allowed roles.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -79,6 +80,13 @@ pub struct WorkspaceSpec {
     /// Each becomes a label on the project namespaces that the admission policies read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_rule_exceptions: Option<TenantRuleExceptions>,
+    /// What pods, workloads, claims and ingresses in the workspace's project namespaces may use: allowed classes,
+    /// image registries, a required node selector and allowed tolerations. Checked by the API server at admission
+    /// (the chart's `zenml-workspace-policies` policy, whose parameter is this Workspace); the refusal names the
+    /// rule, the allowed values and the workspace. Existing objects are not touched. An empty list restricts
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<WorkspacePolicies>,
 }
 
 /// Exceptions to the tenant rules (see the README's threat model), per workspace.
