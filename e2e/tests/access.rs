@@ -44,6 +44,7 @@ const WALLS_POLICY: &str = "zenml-network-walls";
 const MANAGED_POLICY: &str = "zenml-managed-objects";
 // The workspace policies (issue 22): one policy whose parameter is the Workspace.
 const WORKSPACE_POLICY: &str = "zenml-workspace-policies";
+const FREEZE_POLICY: &str = "zenml-frozen-projects";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Harness
@@ -1571,6 +1572,105 @@ async fn workspace_node_placement_is_required() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// 9. Freeze (issue 22)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Waits until the project's `Frozen` condition is `status` with `reason`, and its namespace carries the freeze
+/// label exactly when frozen; then until the freeze policy refuses (or lets through) `user`'s dry-run pod.
+async fn wait_frozen(t: &Test, project: &str, user: &User, frozen: bool, reason: &str) {
+    let api: Api<Project> = Api::all(t.client.clone());
+    let status = if frozen { "True" } else { "False" };
+    eventually(TIMEOUT, &format!("project {project} Frozen={status} {reason}"), || async {
+        let p = api.get(project).await.map_err(|e| e.to_string())?;
+        let conds = p.status.map(|s| s.conditions).unwrap_or_default();
+        let ok = conds.iter().any(|c| c.type_ == "Frozen" && c.status == status && c.reason == reason);
+        if ok { Ok(()) } else { Err(describe_conditions(&conds)) }
+    })
+    .await;
+    let label =
+        run(kubectl().args(["get", "namespace", project, "-o", "jsonpath={.metadata.labels.zenml\\.io/frozen}"]));
+    assert_eq!(label.stdout.trim(), if frozen { "true" } else { "" }, "namespace {project}'s freeze label");
+    let probe = workload("Pod", "probe", project, None).to_string();
+    eventually(
+        RBAC_TIMEOUT,
+        &format!("the freeze policy to {} pods", if frozen { "refuse" } else { "admit" }),
+        || async {
+            let out = run_stdin(user.kubectl().args(["create", "--dry-run=server", "-f", "-"]), &probe);
+            (out.stderr.contains(FREEZE_POLICY) == frozen && (frozen || out.success())).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A frozen project (its own `spec.frozen`, or its workspace's) takes no new or changed pods or workloads, of any
+/// kind, from its developers and admins; what exists stays, a project admin still revokes a binding, unfreezing lifts
+/// it; the `Frozen` condition says which froze it.
+#[tokio::test]
+async fn a_frozen_project_takes_no_new_or_changed_workloads() {
+    let mut t = Test::new().await;
+    let (a, project_admin, dev, dev_binding) = admin_and_developer(&mut t).await;
+    dev.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    let before = workload("Deployment", &unique("before"), &a, None);
+    let before_name = before["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_ok(&dev.create(&before), "a Deployment before the freeze");
+    wait_frozen(&t, &a, &dev, false, "NotFrozen").await;
+
+    let patch = |kind: &str, name: &str, frozen: bool| {
+        let p = json!({"spec": {"frozen": frozen}}).to_string();
+        assert_ok(&run(kubectl().args(["patch", kind, name, "--type=merge", "-p", &p])), &format!("freeze {name}"));
+    };
+    patch(PROJECTS, &a, true);
+    wait_frozen(&t, &a, &dev, true, "ProjectFrozen").await;
+    let rule = format!("rule: project {a} is frozen");
+    for kind in POD_RUNNERS {
+        let obj = workload(kind, &unique("new"), &a, None);
+        assert_refused(&dev.create(&obj), &format!("a developer's new {kind}"), FREEZE_POLICY, &rule);
+    }
+    assert_refused(
+        &project_admin.create(&workload("Pod", &unique("new"), &a, None)),
+        "an admin's pod",
+        FREEZE_POLICY,
+        &rule,
+    );
+    let deployment = format!("deployment/{before_name}");
+    assert_refused(&dev.run(&["label", &deployment, "-n", &a, "x=y"]), "a changed Deployment", FREEZE_POLICY, &rule);
+    assert_refused(
+        &dev.run(&["scale", &deployment, "-n", &a, "--replicas=2"]),
+        "a scaled Deployment",
+        FREEZE_POLICY,
+        &rule,
+    );
+    assert_ok(&dev.run(&["get", &deployment, "-n", &a]), "the Deployment made before stays");
+    assert_ok(&dev.create(&config_map("settings", &a, "1")), "a ConfigMap (not a workload)");
+    // Access can still be revoked, by a project admin with the base right to manage bindings (self-service).
+    let group = t.self_service();
+    let revoker = User::new("revoker", &[&group]);
+    let revoker_binding = unique("e2e-acc-revoker");
+    t.binding(&revoker_binding, &a, "admin", json!([revoker.subject()]));
+    t.wait_bound(&revoker_binding, "admin").await;
+    eventually(RBAC_TIMEOUT, "a project admin to revoke the developer", || async {
+        let out = revoker.run(&["delete", BINDINGS, &dev_binding]);
+        if out.success() { Ok(()) } else { Err(out.stderr) }
+    })
+    .await;
+    dev.wait_can(&["create", "pods", "-n", &a], false, REVOKE_TIMEOUT).await;
+
+    patch(PROJECTS, &a, false);
+    wait_frozen(&t, &a, &project_admin, false, "NotFrozen").await;
+    assert_ok(&project_admin.create(&workload("Pod", &unique("after"), &a, None)), "a pod after unfreezing");
+
+    // A frozen workspace freezes its projects.
+    let api: Api<Project> = Api::all(t.client.clone());
+    let ws = api.get(&a).await.expect("the project").spec.workspace;
+    patch(WORKSPACES, &ws, true);
+    wait_frozen(&t, &a, &project_admin, true, "WorkspaceFrozen").await;
+    let out = project_admin.create(&workload("Job", &unique("new"), &a, None));
+    assert_refused(&out, "a Job in a project of a frozen workspace", FREEZE_POLICY, &rule);
+    patch(WORKSPACES, &ws, false);
+    wait_frozen(&t, &a, &project_admin, false, "NotFrozen").await;
+}
+
 /// The admission policies of a `helm template`, or of a manifest in `charts/zenml-operator/files/`.
 fn policies(yaml: &str) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{yaml}"));
@@ -1637,6 +1737,7 @@ fn the_chart_ships_the_policies_the_tests_apply() {
         "network-walls",
         "managed-objects",
         "workspace-policies",
+        "frozen-projects",
     ] {
         let p = find(&other, name);
         assert_eq!(variable(&p, "operator"), r#""system:serviceaccount:platform:op""#, "{name}");
@@ -1658,6 +1759,7 @@ fn the_chart_ships_the_policies_the_tests_apply() {
             "admissionPolicies.networkWalls=false",
             "admissionPolicies.managedObjects=false",
             "admissionPolicies.workspacePolicies=false",
+            "admissionPolicies.freeze=false",
         ],
     );
     let names: Vec<&str> = off.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();

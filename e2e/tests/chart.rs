@@ -111,6 +111,8 @@ fn default_values_render_a_hardened_highly_available_operator() {
             // The tenant rules (files/, see the README's threat model).
             "ValidatingAdmissionPolicy/zenml-operator-protected-namespaces",
             "ValidatingAdmissionPolicy/zenml-operator-service-account-impersonation",
+            "ValidatingAdmissionPolicy/zenml-operator-frozen-projects",
+            "ValidatingAdmissionPolicyBinding/zenml-operator-frozen-projects",
             // Bound by the operator, once per workspace.
             "ValidatingAdmissionPolicy/zenml-operator-workspace-policies",
             "ValidatingAdmissionPolicy/zenml-operator-runner-identity",

@@ -331,6 +331,43 @@ async fn register_set_and_switch_like_the_zenml_cli() {
 
 /// member add / remove / list and audit: bindings made and removed without touching other people's subjects, and
 /// an audit that shows an expiring grant and a RoleBinding made around the operator.
+/// `kubectl zenml project freeze|unfreeze` sets the project's `spec.frozen`; the operator reports `Frozen`, which
+/// `project describe` shows.
+#[tokio::test]
+async fn freeze_and_unfreeze_a_project() {
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
+    let home = Home::new("freeze");
+    let ws = unique("e2e-plg-ws");
+    t.workspace(&ws, json!({}));
+    let (id, name) = zenml_id("Frozen");
+    t.project(&name);
+    home.ok(&["project", "register", &id, "--workspace", &ws, "--timeout", WAIT]);
+    let frozen = |expected: &'static str| {
+        let name = name.clone();
+        async move {
+            eventually(TIMEOUT, &format!("project {name} Frozen={expected}"), || async {
+                let p = get("project", &name, None).ok_or("no project")?;
+                let conds = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                let c = conds.iter().find(|c| c["type"] == "Frozen").ok_or("no Frozen condition")?;
+                if c["status"] == expected { Ok(()) } else { Err(format!("{c}")) }
+            })
+            .await
+        }
+    };
+
+    let out = home.ok(&["project", "freeze", &id]);
+    assert!(out.contains(&format!("Froze project {name}")), "{out}");
+    assert_eq!(get("project", &name, None).unwrap()["spec"]["frozen"], true);
+    frozen("True").await;
+    let out = home.ok(&["project", "describe", &name]);
+    assert!(out.lines().any(|l| l.contains("Frozen") && l.contains("ProjectFrozen")), "describe shows it: {out}");
+
+    let out = home.ok(&["project", "unfreeze", &name]);
+    assert!(out.contains(&format!("Unfroze project {name}")), "{out}");
+    assert_eq!(get("project", &name, None).unwrap()["spec"]["frozen"], false);
+    frozen("False").await;
+}
+
 #[tokio::test]
 async fn members_and_audit() {
     let mut t = Cleanup::with_shared_operator(TIMEOUT);

@@ -71,6 +71,16 @@ pub enum ProjectCommand {
         /// ZenML project ID or Kubernetes name.
         project: Option<String>,
     },
+    /// Freeze a project (default: the active one): no new or changed pods and workloads; what runs keeps running.
+    Freeze {
+        /// ZenML project ID or Kubernetes name.
+        project: Option<String>,
+    },
+    /// Unfreeze a project frozen with `freeze` (a project frozen by its workspace stays frozen).
+    Unfreeze {
+        /// ZenML project ID or Kubernetes name.
+        project: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -41,6 +41,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Project(ProjectCommand::Describe { project }) => {
             commands::project::describe(&s, project.as_deref()).await
         }
+        Command::Project(ProjectCommand::Freeze { project }) => {
+            commands::project::freeze(&s, project.as_deref(), true).await
+        }
+        Command::Project(ProjectCommand::Unfreeze { project }) => {
+            commands::project::freeze(&s, project.as_deref(), false).await
+        }
         Command::Workspace(WorkspaceCommand::List) => commands::workspace::list(&s).await,
         Command::Workspace(WorkspaceCommand::Describe { workspace }) => {
             commands::workspace::describe(&s, workspace.as_deref()).await

@@ -15,6 +15,9 @@ pub const NETWORK_ISOLATION: &str = "zenml.io/network-isolation";
 pub const ALLOW_DIRECT_ACCESS: &str = "zenml.io/allow-direct-access";
 /// `"true"` on a namespace whose workspace lets members open the network wall (the walls admission rule off).
 pub const ALLOW_OPEN_NETWORK_POLICIES: &str = "zenml.io/allow-open-network-policies";
+/// `"true"` on the namespace of a frozen project (its own `spec.frozen` or its workspace's): the freeze admission
+/// policy refuses new and changed pods and workloads there.
+pub const FROZEN: &str = "zenml.io/frozen";
 /// What part of a project a child object is, so users and tests can find it (`zenml.io/component=quota`).
 pub const COMPONENT: &str = "zenml.io/component";
 /// The project role a RoleBinding grants (`admin`, `developer`, ...), for audits and `kubectl get -l`.

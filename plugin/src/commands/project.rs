@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use zenml_api::{Project, ProjectSpec};
@@ -280,6 +280,26 @@ pub async fn list(s: &Session) -> Result<()> {
         "{}",
         output::table(&["ACTIVE", "NAME", "PROJECT ID", "WORKSPACE", "READY", "QUOTA (USED/HARD)", "MEMBERS"], &rows)
     );
+    Ok(())
+}
+
+/// Sets `spec.frozen` of a project (a merge patch, so nothing else changes) and says what that means.
+pub async fn freeze(s: &Session, reference: Option<&str>, frozen: bool) -> Result<()> {
+    let (p, _) = s.active_project(reference).await?;
+    let name = p.name_any();
+    let api: Api<Project> = Api::all(s.client.clone());
+    let patch = serde_json::json!({"spec": {"frozen": frozen}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Op::new("patch", PROJECTS).name(&name).err(e))?;
+    let msg = if frozen {
+        format!(
+            "Froze project {name}: no new or changed pods or workloads in namespace {name}; what runs keeps running."
+        )
+    } else {
+        format!("Unfroze project {name}.")
+    };
+    info(s.format, msg);
     Ok(())
 }
 

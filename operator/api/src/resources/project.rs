@@ -95,6 +95,11 @@ pub fn network_isolation(project: &Project, workspace: &Workspace) -> NetworkIso
     project.spec.network_isolation.or_else(|| defaults(workspace).and_then(|d| d.network_isolation)).unwrap_or_default()
 }
 
+/// Whether the project is frozen: by its own `spec.frozen`, or its workspace's.
+pub fn frozen(project: &Project, workspace: &Workspace) -> bool {
+    project.spec.frozen || workspace.spec.frozen
+}
+
 /// The runner ServiceAccount's name.
 pub fn runner_name(project: &Project) -> String {
     project
@@ -195,6 +200,9 @@ fn namespace(project: &Project, workspace: &Workspace) -> Namespace {
         NetworkIsolation::Workspace => "Workspace",
     };
     ns_labels.insert(labels::NETWORK_ISOLATION.to_owned(), isolation.to_owned());
+    if frozen(project, workspace) {
+        ns_labels.insert(labels::FROZEN.to_owned(), "true".to_owned());
+    }
     let exceptions = workspace.spec.tenant_rule_exceptions.clone().unwrap_or_default();
     for (on, key) in [
         (exceptions.direct_access, labels::ALLOW_DIRECT_ACCESS),

@@ -54,6 +54,8 @@ vocabulary! {
         ProjectsReady,
         /// Workspace: its admins may manage its projects.
         DelegationReady,
+        /// Project: True while it is frozen (no new or changed pods and workloads); not part of Ready.
+        Frozen,
         /// Workspace: its `spec.policies` hold in its projects (the binding of the workspace policy exists).
         PoliciesReady,
     }
@@ -100,6 +102,10 @@ vocabulary! {
         // Workspace
         Accepted,
         ProjectsRemain,
+        // Frozen
+        ProjectFrozen,
+        WorkspaceFrozen,
+        NotFrozen,
         Applied,
         NameConflict,
         // Events only

@@ -31,6 +31,7 @@ use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec,
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Project ID", type_ = "string", priority = 1, json_path = ".spec.projectId"),
+    printcolumn(name = "Frozen", type_ = "string", json_path = ".status.conditions[?(@.type==\"Frozen\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +77,12 @@ pub struct ProjectSpec {
     /// Delete (the default) deletes the namespace with the Project; Retain keeps it and everything in it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Frozen: no new or changed pods and workloads in the namespace (Pods, Deployments, StatefulSets, ReplicaSets,
+    /// DaemonSets, ReplicationControllers, Jobs, CronJobs, and their scale), refused at admission; what runs keeps
+    /// running, deletes (and revoking ProjectRoleBindings) still work. A frozen Workspace freezes all its projects.
+    /// `kubectl zenml project freeze|unfreeze` sets it; status condition `Frozen`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }
 
 /// The runner ServiceAccount of a project.

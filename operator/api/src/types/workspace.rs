@@ -87,6 +87,9 @@ pub struct WorkspaceSpec {
     /// nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<WorkspacePolicies>,
+    /// Freezes every project of the workspace, as each Project's `spec.frozen` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }
 
 /// Exceptions to the tenant rules (see the README's threat model), per workspace.

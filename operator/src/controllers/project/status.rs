@@ -9,13 +9,30 @@ use kube::{Api, Resource, ResourceExt};
 use zenml_api::resources::{Children, project as build};
 use zenml_api::status::conditions::{Cond, ConditionType, Reason, ready, stamp};
 use zenml_api::status::project::READY_MESSAGE;
-use zenml_api::{Project, ProjectQuotaStatus, ProjectStatus};
+use zenml_api::{Project, ProjectQuotaStatus, ProjectStatus, Workspace};
 
 use super::{RESYNC, namespace_is_ours};
 use crate::Result;
 use crate::controllers::context::Context;
 use crate::write::events::{EventAction, type_for};
 use crate::write::usage;
+
+/// `Frozen`: True while the project, or its workspace, is frozen. Beside Ready, not part of it: a frozen project is
+/// still provisioned and in force.
+fn frozen_condition(project: &Project, workspace: Option<&Workspace>) -> Cond {
+    const WHAT: &str = "no new or changed pods or workloads in the namespace; what runs keeps running";
+    if project.spec.frozen {
+        Cond::ok(ConditionType::Frozen, Reason::ProjectFrozen, format!("spec.frozen: {WHAT}"))
+    } else if let Some(w) = workspace.filter(|w| w.spec.frozen) {
+        Cond::ok(
+            ConditionType::Frozen,
+            Reason::WorkspaceFrozen,
+            format!("workspace {} is frozen: {WHAT}", w.name_any()),
+        )
+    } else {
+        Cond::fail(ConditionType::Frozen, Reason::NotFrozen, "pods and workloads may be created and changed")
+    }
+}
 
 /// Refuses to provision: says why in the status, and in an Event when the reason is new.
 pub(super) async fn refuse(
@@ -47,6 +64,8 @@ pub(super) async fn write_status(
     let ready_cond = ready(&parts, READY_MESSAGE);
     let mut all = parts;
     all.push(ready_cond.clone());
+    let workspace = ctx.stores.workspaces.get(&ObjectRef::new(&project.spec.workspace));
+    all.push(frozen_condition(project, workspace.as_deref()));
     let provisioned = children.is_some();
     // `hard` is what we granted (known now, so Ready is reported with it in one write); `used` comes from the
     // ResourceQuota's status once the quota controller has counted.
