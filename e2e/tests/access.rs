@@ -1671,6 +1671,46 @@ async fn a_frozen_project_takes_no_new_or_changed_workloads() {
     wait_frozen(&t, &a, &project_admin, false, "NotFrozen").await;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// 10. Owners (issue 22)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A project's owners (`spec.owners`) are its admins: admin in the namespace and managers of its bindings, for as
+/// long as they are listed; `kubectl get projects` shows them.
+#[tokio::test]
+async fn project_owners_are_its_admins_while_listed() {
+    let mut t = Test::new().await;
+    let ws = unique("e2e-acc-ws");
+    let a = unique("e2e-acc-a");
+    t.workspace(&ws, json!({}));
+    let group = t.self_service();
+    let owner = User::new("owner", &[&group]);
+    let mut p = project(&a, &ws);
+    p["spec"]["owners"] = json!([owner.subject()]);
+    t.apply(p);
+    t.wait_project_ready(&a).await;
+    owner.wait_can(&["delete", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    assert!(owner.can(&["create", "rolebindings", "-n", &a]), "admin in the namespace");
+    let out = run(kubectl().args(["get", PROJECTS, &a]));
+    assert!(out.stdout.lines().next().unwrap_or_default().contains("OWNERS"), "{}", out.stdout);
+    assert!(out.stdout.contains(&owner.name), "kubectl get shows the owner: {}", out.stdout);
+
+    // An owner manages the project's bindings.
+    let viewer = User::new("viewer", &[]);
+    let view_binding = unique("e2e-acc-view");
+    let b = t.tracked(binding(&view_binding, &a, "viewer", json!([viewer.subject()])));
+    owner.wait_create(&b).await;
+    t.wait_bound(&view_binding, "view").await;
+    viewer.wait_can(&["list", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+
+    // No longer listed, no longer admin.
+    let patch = json!({"spec": {"owners": null}}).to_string();
+    assert_ok(&run(kubectl().args(["patch", PROJECTS, &a, "--type=merge", "-p", &patch])), "remove the owner");
+    owner.wait_can(&["delete", "pods", "-n", &a], false, REVOKE_TIMEOUT).await;
+    let other = t.tracked(binding(&unique("e2e-acc-late"), &a, "viewer", json!([viewer.subject()])));
+    assert_forbidden(&owner.create(&other), "a former owner creates a binding", Some(BINDING_POLICY));
+}
+
 /// The admission policies of a `helm template`, or of a manifest in `charts/zenml-operator/files/`.
 fn policies(yaml: &str) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{yaml}"));

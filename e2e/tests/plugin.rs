@@ -368,6 +368,34 @@ async fn freeze_and_unfreeze_a_project() {
     frozen("False").await;
 }
 
+/// A project's owners are shown as its admins by `project describe`, `member list` and `audit`.
+#[tokio::test]
+async fn owners_are_shown_by_describe_and_audit() {
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
+    let home = Home::new("owners");
+    let ws = unique("e2e-plg-ws");
+    t.workspace(&ws, json!({}));
+    let name = unique("e2e-plg-owned");
+    let owner = unique("e2e-plg-owner");
+    t.apply(&zenml_object(
+        "Project",
+        &name,
+        json!({"workspace": ws, "owners": [{"kind": "User", "name": owner}, {"kind": "Group", "name": "ml-leads"}]}),
+    ));
+    eventually(TIMEOUT, "the owners' RoleBinding", || async {
+        get("rolebinding", "zenml-project-owners", Some(&name)).map(|_| ()).ok_or("not yet")
+    })
+    .await;
+    let out = home.ok(&["project", "describe", &name]);
+    let line = out.lines().find(|l| l.starts_with("Owners:")).unwrap_or_else(|| panic!("no Owners line: {out}"));
+    assert!(line.contains(&owner) && line.contains("ml-leads"), "{line}");
+    let out = home.ok(&["member", "list", "-p", &name]);
+    assert!(out.lines().any(|l| l.contains("admin") && l.contains(&owner) && l.contains("Project owner")), "{out}");
+    let out = home.ok(&["audit", "--workspace", &ws]);
+    assert!(out.lines().any(|l| l.contains(&name) && l.contains("admin") && l.contains(&owner)), "{out}");
+    assert!(!out.contains("zenml-project-owners"), "the owners' RoleBinding is the operator's: {out}");
+}
+
 #[tokio::test]
 async fn members_and_audit() {
     let mut t = Cleanup::with_shared_operator(TIMEOUT);

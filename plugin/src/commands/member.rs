@@ -73,6 +73,17 @@ pub fn members(project: &Project, bindings: &[ProjectRoleBinding], workspace: Op
             });
         }
     }
+    for subject in &project.spec.owners {
+        out.push(Member {
+            project: name.clone(),
+            workspace: project.spec.workspace.clone(),
+            role: "admin".into(),
+            subject: subject.clone(),
+            source: Source { kind: "Project owner".into(), name: name.clone() },
+            expires_at: None,
+            status: "True".into(),
+        });
+    }
     if let Some(ws) = workspace {
         for m in &ws.spec.members {
             for subject in &m.subjects {

@@ -328,6 +328,8 @@ pub async fn describe(s: &Session, reference: Option<&str>) -> Result<()> {
     field("Display name", dash(p.spec.display_name.as_deref()));
     field("Description", dash(p.spec.description.as_deref()));
     field("Workspace", p.spec.workspace.clone());
+    let owners: Vec<String> = p.spec.owners.iter().map(names::describe_subject).collect();
+    field("Owners", if owners.is_empty() { "-".into() } else { owners.join(", ") });
     field("Namespace", dash(status.namespace.as_deref()));
     field("Active", active);
     field("Ready", if ready == "True" { ready } else { format!("{ready} ({reason}): {message}") });

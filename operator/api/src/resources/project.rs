@@ -145,7 +145,8 @@ pub fn desired(
     let mut role_bindings = vec![runner_binding(project, &owner, roles)];
     let (member_bindings, roles_not_allowed) = member_bindings(project, workspace, &owner, roles);
     role_bindings.extend(member_bindings);
-    let admins = admins(workspace, roles, bindings, now);
+    role_bindings.extend(owners_binding(project, workspace, &owner, roles));
+    let admins = admins(project, workspace, roles, bindings, now);
     role_bindings.extend(delegation_binding(project, &owner, admins));
     role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut children = Children {
@@ -157,7 +158,7 @@ pub fn desired(
         role_bindings,
         delegation: delegation(project, &owner),
         roles_not_allowed,
-        members: members(workspace, roles, bindings, now),
+        members: members(project, workspace, roles, bindings, now),
     };
     stamp(&mut children.delegation);
     stamp(&mut children.namespace);
@@ -352,6 +353,30 @@ fn member_bindings(
     (bindings, not_allowed)
 }
 
+/// The name of the RoleBinding that makes the project's owners its admins.
+pub const OWNERS_NAME: &str = "zenml-project-owners";
+
+/// Binds the `admin` role to the project's owners (`spec.owners`); none without owners.
+fn owners_binding(
+    project: &Project,
+    workspace: &Workspace,
+    owner: &OwnerReference,
+    roles: &RoleMap,
+) -> Option<RoleBinding> {
+    let cluster_role = roles.resolve(workspace, BuiltinRole::Admin.name())?;
+    let mut subjects: Vec<RbacSubject> = Vec::new();
+    for s in project.spec.owners.iter().map(rbac_subject) {
+        if !subjects.contains(&s) {
+            subjects.push(s);
+        }
+    }
+    (!subjects.is_empty()).then(|| RoleBinding {
+        metadata: child_meta(project, owner, OWNERS_NAME, "owner"),
+        role_ref: cluster_role_ref(&cluster_role),
+        subjects: Some(subjects),
+    })
+}
+
 /// The ProjectRoleBindings that count: an allowed role, not expired.
 fn counted<'a>(
     workspace: &'a Workspace,
@@ -366,12 +391,16 @@ fn counted<'a>(
 
 /// Subjects per role: workspace members and the project's bindings that count.
 fn members(
+    project: &Project,
     workspace: &Workspace,
     roles: &RoleMap,
     bindings: &[&ProjectRoleBinding],
     now: Timestamp,
 ) -> BTreeMap<String, i32> {
     let mut members: BTreeMap<String, i32> = BTreeMap::new();
+    if !project.spec.owners.is_empty() {
+        *members.entry(BuiltinRole::Admin.name().to_owned()).or_default() += project.spec.owners.len() as i32;
+    }
     for member in &workspace.spec.members {
         *members.entry(member.role.clone()).or_default() += member.subjects.len() as i32;
     }
@@ -381,15 +410,16 @@ fn members(
     members
 }
 
-/// The project's admins (workspace admins and admin bindings that count), sorted and without repeats.
+/// The project's admins (its owners, workspace admins and admin bindings that count), sorted and without repeats.
 fn admins(
+    project: &Project,
     workspace: &Workspace,
     roles: &RoleMap,
     bindings: &[&ProjectRoleBinding],
     now: Timestamp,
 ) -> Vec<RbacSubject> {
     let admin = BuiltinRole::Admin.name();
-    let mut admins: Vec<RbacSubject> = Vec::new();
+    let mut admins: Vec<RbacSubject> = project.spec.owners.iter().map(rbac_subject).collect();
     for b in counted(workspace, roles, bindings, now).filter(|b| b.spec.role == admin) {
         admins.extend(b.spec.subjects.iter().map(rbac_subject));
     }
@@ -546,6 +576,28 @@ mod tests {
         let c = build(&p, &w, &[]);
         let item = &c.limit_range.unwrap().spec.unwrap().limits[0];
         assert_eq!(item.default_request, Some(q(&[("cpu", "250m"), ("memory", "256Mi")])));
+    }
+
+    #[test]
+    fn owners_are_admins_of_the_project_and_may_manage_its_bindings() {
+        let mut p = project();
+        let alice = Subject { kind: SubjectKind::User, name: "alice".into(), project: None, namespace: None };
+        p.spec.owners = vec![alice.clone(), alice, group("owners")];
+        let c = build(&p, &workspace(), &[]);
+        let rb = c.role_bindings.iter().find(|b| b.metadata.name.as_deref() == Some(OWNERS_NAME)).expect("owners");
+        assert_eq!(rb.role_ref.name, "admin");
+        let names: Vec<&str> = rb.subjects.as_ref().unwrap().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["alice", "owners"]);
+        let delegation = c.role_bindings.iter().find(|b| b.role_ref.kind == "Role").expect("delegation");
+        let names: Vec<&str> = delegation.subjects.as_ref().unwrap().iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"alice") && names.contains(&"owners"), "{names:?}");
+        assert_eq!(c.members["admin"], 4, "three owners and the workspace's admins");
+        assert!(
+            build(&project(), &workspace(), &[])
+                .role_bindings
+                .iter()
+                .all(|b| b.metadata.name.as_deref() != Some(OWNERS_NAME))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList};
+use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
 
 /// A ZenML Pro project. Its namespace has the Project's name.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -31,6 +31,7 @@ use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec,
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Project ID", type_ = "string", priority = 1, json_path = ".spec.projectId"),
+    printcolumn(name = "Owners", type_ = "string", json_path = ".spec.owners[*].name"),
     printcolumn(name = "Frozen", type_ = "string", json_path = ".status.conditions[?(@.type==\"Frozen\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -83,6 +84,14 @@ pub struct ProjectSpec {
     /// `kubectl zenml project freeze|unfreeze` sets it; status condition `Frozen`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frozen: bool,
+    /// The project's owners (users and groups): its admins, bound to the `admin` role in the namespace and allowed to
+    /// manage its ProjectRoleBindings like any admin member, for as long as they are listed here. Shown by
+    /// `kubectl get projects`, `kubectl zenml project describe` and `kubectl zenml audit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(s, s.kind != 'ServiceAccount')")
+        .message("owners are users and groups; grant a ServiceAccount a role with a ProjectRoleBinding"))]
+    pub owners: Vec<Subject>,
 }
 
 /// The runner ServiceAccount of a project.
