@@ -754,7 +754,7 @@ async fn get_zenml_lists_every_kind_with_its_columns() {
     let tables = headers(&out);
     for expected in [
         vec!["NAME", "PROJECTS", "READY", "AGE"],
-        vec!["NAME", "WORKSPACE", "NAMESPACE", "READY", "AGE"],
+        vec!["NAME", "WORKSPACE", "NAMESPACE", "READY", "OWNERS", "FROZEN", "AGE"],
         vec!["NAME", "PROJECT", "ROLE", "READY", "AGE"],
     ] {
         assert!(tables.contains(&expected), "no table with the columns {expected:?} in:\n{out}");
