@@ -937,7 +937,7 @@ async fn installed_by_krew_and_completed_by_kubectl() {
         assert!(first.contains(&sub.to_owned()), "{sub} in {first:?}");
     }
     assert_eq!(complete(&["pro"]), ["project"]);
-    assert_eq!(complete(&["project", ""]), ["register", "set", "list", "describe"]);
+    assert_eq!(complete(&["project", ""]), ["register", "set", "list", "describe", "freeze", "unfreeze"]);
     assert_eq!(complete(&["project", "set", "-w", &ws, ""]), [project], "the projects of the workspace");
     assert!(complete(&["workspace", "use", ""]).contains(&ws));
     assert_eq!(complete(&["member", "add", "--role", "dev"]), ["developer"]);
