@@ -1380,6 +1380,32 @@ async fn developer_under(t: &mut Test, policies: Value) -> (String, String, User
 /// containers, init containers and ephemeral containers. The refusal names the rule, the allowed values and the
 /// workspace; what is listed passes; an update keeps what was there; another workspace's projects, and cluster
 /// admins, are not restrained by it.
+/// The operator watches the policy bindings it made: one deleted by hand (a cluster admin's slip, or someone
+/// loosening a workspace's rules) is made again within moments, not at the next resync, and the rules hold again.
+#[tokio::test]
+async fn a_workspace_policy_binding_deleted_by_hand_is_made_again_at_once() {
+    let mut t = Test::new().await;
+    let (ws, a, dev) = developer_under(&mut t, json!({"imageRegistries": ["registry.example.com/"]})).await;
+    let binding = format!("{WORKSPACE_POLICY}-{ws}");
+    let uid = |name: &str| {
+        let out =
+            run(kubectl().args(["get", "validatingadmissionpolicybinding", name, "-o", "jsonpath={.metadata.uid}"]));
+        out.success().then(|| out.stdout.trim().to_owned()).filter(|u| !u.is_empty())
+    };
+    let before = uid(&binding).expect("the operator made the workspace's policy binding");
+    e2e::run_ok(kubectl().args(["delete", "validatingadmissionpolicybinding", &binding, "--wait=true"]));
+    eventually(TIMEOUT, &format!("{binding} made again"), || async {
+        uid(&binding).filter(|u| *u != before).ok_or("not yet")
+    })
+    .await;
+    let pod = workload("Pod", &unique("wl"), &a, Some("default"));
+    eventually(RBAC_TIMEOUT, "the workspace policy to refuse a pod again", || async {
+        let out = run_stdin(dev.kubectl().args(["create", "--dry-run=server", "-f", "-"]), &pod.to_string());
+        out.stderr.contains(WORKSPACE_POLICY).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn workspace_allow_lists_hold_in_its_projects() {
     let mut t = Test::new().await;

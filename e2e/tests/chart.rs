@@ -344,8 +344,8 @@ fn expected_cluster_role_rules() -> Value {
         // Workspace delegation: the ClusterRole goes by garbage collection only; the binding goes with the last admin.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["list", "watch", "create", "patch"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterrolebindings"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-        // Workspace policies: one binding per workspace, created once (never patched, deleted by garbage collection).
-        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicybindings"], "verbs": ["get", "create"]},
+        // Workspace policies: one binding per workspace, watched, created once (never patched, deleted by garbage collection).
+        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicybindings"], "verbs": ["get", "list", "watch", "create"]},
         // Bind exactly the project roles' ClusterRoles (and customRoles, none by default).
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
          "resourceNames": ["admin", "edit", "view", "zenml-project-contributor"]},

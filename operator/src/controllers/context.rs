@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 
 use crate::write::events::{Event, EventAction, EventType, Recorder, Reporter};
 use futures::channel::mpsc;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::core::PartialObjectMeta;
@@ -48,6 +49,8 @@ pub struct Stores {
     /// Every ClusterRole, metadata only: whether a role a binding names exists.
     pub role_names: Store<PartialObjectMeta<ClusterRole>>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// The workspace policy bindings we made (metadata only): whether a workspace's is in place.
+    pub policy_bindings: Store<PartialObjectMeta<ValidatingAdmissionPolicyBinding>>,
 }
 
 impl Stores {
@@ -60,7 +63,8 @@ impl Stores {
         wait(&self.bindings).await?;
         wait(&self.cluster_roles).await?;
         wait(&self.role_names).await?;
-        wait(&self.cluster_role_bindings).await
+        wait(&self.cluster_role_bindings).await?;
+        wait(&self.policy_bindings).await
     }
 
     /// ProjectRoleBindings of a project, from the cache.

@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::PostParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -144,37 +145,47 @@ async fn foreign_delegation(workspace: &Workspace, ctx: &Context) -> Result<Opti
 /// Binds the workspace policy to this workspace's namespaces, with the Workspace as its parameter. Created once and
 /// never patched (its content follows from the names alone), so the operator needs only `create` on
 /// ValidatingAdmissionPolicyBindings and cannot change anyone else's; it goes with the Workspace by garbage
-/// collection. A binding of that name that is not this workspace's is left alone and reported.
+/// collection. Ours are watched (metadata), so this is a cache read; only a create the API server refuses as
+/// existing asks it whose the binding is (one of ours the cache has not delivered yet, or someone else's, which is
+/// left alone and reported).
 async fn bind_policies(workspace: &Workspace, policy: &str, ctx: &Context) -> Result<Cond> {
     let desired = policy_binding(workspace, policy);
     let name = desired.name_any();
-    let api: Api<ValidatingAdmissionPolicyBinding> = Api::all(ctx.client.clone());
     let kind = "ValidatingAdmissionPolicyBinding";
-    let live = api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", kind, &name, e))?;
     let uid = workspace.meta().uid.as_deref();
-    match live {
-        None => {
-            api.create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() }, &desired)
-                .await
-                .map_err(|e| crate::Error::kube("create", kind, &name, e))?;
+    let ours = |meta: &PartialObjectMeta<ValidatingAdmissionPolicyBinding>| {
+        meta.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid)
+    };
+    let in_place = Cond::ok(
+        ConditionType::PoliciesReady,
+        Reason::Applied,
+        format!("spec.policies hold in the workspace's projects ({kind} {name})"),
+    );
+    if ctx.stores.policy_bindings.get(&ObjectRef::new(&name)).is_some_and(|b| ours(&b)) {
+        return Ok(in_place);
+    }
+    let api: Api<ValidatingAdmissionPolicyBinding> = Api::all(ctx.client.clone());
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    match api.create(&params, &desired).await {
+        Ok(_) => {
             let msg = format!("created {kind} {name}");
             ctx.event(workspace, EventType::Normal, Reason::Applied, EventAction::Apply, msg).await;
+            Ok(in_place)
         }
-        Some(l) if !l.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid) => {
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let live = api.get_metadata_opt(&name).await.map_err(|e| crate::Error::kube("get", kind, &name, e))?;
+            if live.as_ref().is_some_and(ours) {
+                return Ok(in_place);
+            }
             let msg = format!(
                 "{kind} {name} already exists and is not this workspace's, so spec.policies are not bound to its \
                  projects; rename or delete it (it is not ours to change)"
             );
             ctx.event(workspace, EventType::Warning, Reason::NameConflict, EventAction::Apply, msg.clone()).await;
-            return Ok(Cond::fail(ConditionType::PoliciesReady, Reason::NameConflict, msg));
+            Ok(Cond::fail(ConditionType::PoliciesReady, Reason::NameConflict, msg))
         }
-        Some(_) => {}
+        Err(e) => Err(crate::Error::kube("create", kind, &name, e)),
     }
-    Ok(Cond::ok(
-        ConditionType::PoliciesReady,
-        Reason::Applied,
-        format!("spec.policies hold in the workspace's projects ({kind} {name})"),
-    ))
 }
 
 /// The workspace's delegation ClusterRole and ClusterRoleBinding, written only where they differ from the cache.
@@ -236,6 +247,8 @@ pub struct Feeds {
     /// The delegation ClusterRoles and ClusterRoleBindings we manage: drift on them.
     pub cluster_roles: BoxStream<'static, watcher::Result<ClusterRole>>,
     pub cluster_role_bindings: BoxStream<'static, watcher::Result<ClusterRoleBinding>>,
+    /// The workspace policy bindings we made: one deleted by hand is made again at once.
+    pub policy_bindings: BoxStream<'static, watcher::Result<PartialObjectMeta<ValidatingAdmissionPolicyBinding>>>,
 }
 
 pub fn controller(
@@ -250,6 +263,7 @@ pub fn controller(
         .watches_shared_stream(projects, |p| Some(ObjectRef::new(&p.spec.workspace)))
         .watches_stream(feeds.cluster_roles, |c| workspace_of(&c))
         .watches_stream(feeds.cluster_role_bindings, |c| workspace_of(&c))
+        .watches_stream(feeds.policy_bindings, |b| workspace_of(&b))
         .trigger_backoff(EachWatchBacksOff)
         .with_config(config)
         .graceful_shutdown_on(shutdown)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
@@ -52,6 +53,10 @@ pub fn start(client: &Client, wake: mpsc::UnboundedReceiver<kube::runtime::refle
     let (cluster_roles, cluster_role_stream) =
         watch::cached::<ClusterRole>(client, list_config().labels(MANAGED_SELECTOR));
     let (role_names, role_name_stream) = watch::cached::<PartialObjectMeta<ClusterRole>>(client, list_config());
+    let (policy_bindings, policy_binding_stream) = watch::cached::<PartialObjectMeta<ValidatingAdmissionPolicyBinding>>(
+        client,
+        list_config().labels(MANAGED_SELECTOR),
+    );
     let (cluster_role_bindings, crb_stream) =
         watch::cached::<ClusterRoleBinding>(client, list_config().labels(MANAGED_SELECTOR));
 
@@ -65,6 +70,7 @@ pub fn start(client: &Client, wake: mpsc::UnboundedReceiver<kube::runtime::refle
         cluster_roles,
         role_names,
         cluster_role_bindings,
+        policy_bindings,
     };
     let running = async move {
         tokio::join!(project_watch, workspace_watch, binding_watch, child_watch);
@@ -84,6 +90,7 @@ pub fn start(client: &Client, wake: mpsc::UnboundedReceiver<kube::runtime::refle
             projects: projects_w,
             cluster_roles: cluster_role_stream.boxed(),
             cluster_role_bindings: crb_stream.boxed(),
+            policy_bindings: policy_binding_stream.boxed(),
         },
         binding: binding::Feeds {
             bindings: bindings_b,

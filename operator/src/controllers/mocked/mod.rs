@@ -66,6 +66,7 @@ impl Harness {
         let (cluster_roles, _) = reflector::store::<ClusterRole>();
         let (role_names, role_names_w) = reflector::store();
         let (cluster_role_bindings, _) = reflector::store::<ClusterRoleBinding>();
+        let (policy_bindings, _) = reflector::store();
         let (children, children_w) = ChildStores::for_tests();
         let binding_index = BindingIndex::default();
         let stores = Stores {
@@ -78,6 +79,7 @@ impl Harness {
             cluster_roles,
             role_names,
             cluster_role_bindings,
+            policy_bindings,
         };
         let cfg = RunConfig {
             concurrency: 1,
