@@ -1699,6 +1699,55 @@ async fn a_frozen_project_takes_no_new_or_changed_workloads() {
     wait_frozen(&t, &a, &project_admin, false, "NotFrozen").await;
 }
 
+/// A project past its `spec.expiresAt` is frozen exactly as by `spec.frozen`, from the instant it expires (the operator
+/// wakes itself for it; nothing else happens to the project meanwhile): its developer's new pods are refused by the
+/// freeze policy, what was made before stays; `Frozen` says `Expired` and a Warning Event tells it; moving expiresAt
+/// into the future unfreezes it.
+#[tokio::test]
+async fn an_expired_project_is_frozen_from_its_expiry_until_moved_ahead() {
+    let mut t = Test::new().await;
+    let (a, _project_admin, dev, _) = admin_and_developer(&mut t).await;
+    dev.wait_can(&["create", "pods", "-n", &a], true, RBAC_TIMEOUT).await;
+    let before = workload("Deployment", &unique("before"), &a, None);
+    let before_name = before["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_ok(&dev.create(&before), "a Deployment before the expiry");
+    let set_expiry = |at: Timestamp| {
+        let p = json!({"spec": {"expiresAt": at.round(k8s_openapi::jiff::Unit::Second).unwrap().to_string()}});
+        let out = run(kubectl().args(["patch", PROJECTS, &a, "--type=merge", "-p", &p.to_string()]));
+        assert_ok(&out, &format!("expiresAt {at} on {a}"));
+    };
+    let expires = Timestamp::now().checked_add(SignedDuration::from_secs(12)).unwrap();
+    set_expiry(expires);
+    wait_frozen(&t, &a, &dev, false, "NotFrozen").await;
+    wait_frozen(&t, &a, &dev, true, "Expired").await;
+    let api: Api<Project> = Api::all(t.client.clone());
+    let p = api.get(&a).await.expect("the project");
+    let frozen = p.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Frozen").expect("Frozen");
+    assert!(
+        frozen.last_transition_time.0
+            >= expires
+                .round(k8s_openapi::jiff::Unit::Second)
+                .unwrap()
+                .checked_sub(SignedDuration::from_secs(1))
+                .unwrap(),
+        "frozen no sooner than the expiry: {frozen:?}"
+    );
+    assert!(frozen.message.contains("expired at") && frozen.message.contains("prune"), "{}", frozen.message);
+    let rule = format!("rule: project {a} is frozen");
+    assert_refused(&dev.create(&workload("Pod", &unique("new"), &a, None)), "a developer's pod", FREEZE_POLICY, &rule);
+    assert_ok(&dev.run(&["get", &format!("deployment/{before_name}"), "-n", &a]), "the Deployment made before stays");
+    let selector = format!("involvedObject.name={a},reason=Expired");
+    eventually(TIMEOUT, "a Warning Event Expired", || async {
+        let out = run(kubectl().args(["get", "events", "-A", "--field-selector", &selector, "-o", "name"]));
+        if out.stdout.trim().is_empty() { Err(out.stderr) } else { Ok(()) }
+    })
+    .await;
+
+    set_expiry(Timestamp::now().checked_add(SignedDuration::from_hours(24)).unwrap());
+    wait_frozen(&t, &a, &dev, false, "NotFrozen").await;
+    assert_ok(&dev.create(&workload("Pod", &unique("after"), &a, None)), "a pod once the expiry moved ahead");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 10. Owners (issue 22)
 // ---------------------------------------------------------------------------------------------------------------

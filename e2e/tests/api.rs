@@ -380,6 +380,26 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["spec.maxProject", "unknown field"],
     ),
     ("workspace without spec", "kind: Workspace\nmetadata: {name: e2e-api-invalid}", &["spec", "Required value"]),
+    (
+        "expiresAt that is not a date-time",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, expiresAt: tomorrow}",
+        &["spec.expiresAt", "date-time"],
+    ),
+    (
+        "default project name without the workspace's prefix",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {projectNamePrefix: ml-, defaultProject: {name: sandbox}}",
+        &["spec.defaultProject.name", "must start with spec.projectNamePrefix"],
+    ),
+    (
+        "default project named default",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {defaultProject: {name: default}}",
+        &["spec.defaultProject.name", "protected namespaces"],
+    ),
+    (
+        "default project name derived longer than 63 characters",
+        "kind: Workspace\nmetadata: {name: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdef}\nspec: {defaultProject: {}}",
+        &["<workspace>-default", "set spec.defaultProject.name"],
+    ),
 ];
 
 /// Valid edge cases (without `apiVersion`): each must be admitted.
@@ -415,6 +435,22 @@ const VALID: &[(&str, &str)] = &[
     (
         "workspace with custom roles, members and budget",
         "kind: Workspace\nmetadata: {name: e2e-api-valid}\nspec:\n  maxProjects: 0\n  budget: {hard: {requests.cpu: '64', requests.memory: 256Gi}}\n  roles: [{name: runner, clusterRole: 'zenml:pipeline-runner'}, {name: auditor, clusterRole: view}]\n  members: [{role: runner, subjects: [{kind: ServiceAccount, name: ci, namespace: ci-system}]}]",
+    ),
+    (
+        "binding with every subject kind and an expiry",
+        "kind: ProjectRoleBinding\nmetadata: {name: e2e-api-valid.v2}\nspec:\n  project: p\n  role: developer\n  expiresAt: '2030-12-31T18:00:00Z'\n  subjects:\n  - {kind: User, name: Alice@Example.com}\n  - {kind: Group, name: 'oidc:Data Scientists'}\n  - {kind: ServiceAccount, name: zenml-runner, project: other}\n  - {kind: ServiceAccount, name: ci.bot, namespace: ci-system}",
+    ),
+    (
+        "project with an expiry",
+        "kind: Project\nmetadata: {name: e2e-api-valid}\nspec: {workspace: ws, expiresAt: '2030-12-31T18:00:00Z'}",
+    ),
+    (
+        "default project named with the workspace's prefix",
+        "kind: Workspace\nmetadata: {name: e2e-api-valid}\nspec: {projectNamePrefix: ml-, defaultProject: {name: ml-sandbox, displayName: Sandbox, deletionPolicy: Retain}}",
+    ),
+    (
+        "default project derived from a workspace name of 55 characters",
+        "kind: Workspace\nmetadata: {name: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcde}\nspec: {defaultProject: {}}",
     ),
     (
         "binding with every subject kind and an expiry",
@@ -470,6 +506,14 @@ const EXPLAIN: &[(&str, &[&str])] = &[
             "reason `BudgetExceeded`",
             "resources not named here are not limited by the budget",
         ],
+    ),
+    (
+        "project.spec.expiresAt",
+        &["When the project expires (RFC 3339", "reason `Expired`", "kubectl zenml project prune"],
+    ),
+    (
+        "workspace.spec.defaultProject",
+        &["with ZenML project ID `default`", "Defaults to `<projectNamePrefix>default`", "reason `NameConflict`"],
     ),
     (
         "projectrolebinding.spec.subjects",

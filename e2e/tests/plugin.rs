@@ -368,6 +368,161 @@ async fn freeze_and_unfreeze_a_project() {
     frozen("False").await;
 }
 
+/// The condition `type_` of a Workspace or Project as (status, reason), once it exists.
+fn condition(kind: &str, name: &str, type_: &str) -> Option<(String, String)> {
+    let obj = get(kind, name, None)?;
+    let conds = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let c = conds.into_iter().find(|c| c["type"] == type_)?;
+    Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned()))
+}
+
+/// Waits until Project `name` exists, made by the operator as workspace `ws`'s default project, and is Ready;
+/// returns its uid.
+async fn wait_default_project(name: &str, ws: &str) -> String {
+    eventually(DELETE_WAIT, &format!("default project {name} of workspace {ws}, Ready"), || async {
+        let p = get("project", name, None).ok_or("no project")?;
+        let owner = &p["metadata"]["ownerReferences"][0];
+        if p["spec"]["workspace"] != ws || p["spec"]["projectId"] != "default" || owner["name"] != ws {
+            return Err(format!("not ws's default project: {}", p["spec"]));
+        }
+        if p["metadata"]["deletionTimestamp"].is_string() {
+            return Err("being deleted".to_owned());
+        }
+        match condition("project", name, "Ready") {
+            Some((s, _)) if s == "True" => Ok(p["metadata"]["uid"].as_str().unwrap().to_owned()),
+            other => Err(format!("Ready: {other:?}")),
+        }
+    })
+    .await
+}
+
+/// How long a Project with `deletionPolicy: Delete` may take to go with its namespace.
+const DELETE_WAIT: Duration = Duration::from_secs(120);
+
+/// `spec.defaultProject`: the operator makes the workspace's default project (`<workspace>-default`, ZenML ID
+/// `default`, owned by the workspace), `workspace use` switches to it, one deleted by hand is made again; another
+/// workspace declaring the same name gets `NameConflict` and leaves it alone, and takes the name once it is free;
+/// removing the field deletes the project; deleting a workspace deletes its default project rather than wait for it.
+#[tokio::test]
+async fn a_workspace_default_project_is_made_kept_and_used() {
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
+    let home = Home::new("default");
+    let ws = unique("e2e-plg-ws");
+    t.workspace(&ws, json!({"defaultProject": {"displayName": "Sandbox"}}));
+    let default = format!("{ws}-default");
+    let uid = wait_default_project(&default, &ws).await;
+    let p = get("project", &default, None).unwrap();
+    assert_eq!(p["spec"]["displayName"], "Sandbox");
+    assert_eq!(p["metadata"]["labels"]["app.kubernetes.io/managed-by"], "zenml-operator");
+    assert_eq!(condition("workspace", &ws, "DefaultProjectReady"), Some(("True".into(), "Applied".into())));
+
+    // `workspace use` activates it; so does `zenml project set default`.
+    let out = home.ok(&["workspace", "use", &ws]);
+    assert!(out.contains(&format!("project {default} (ZenML ID default)")), "{out}");
+    assert_eq!(home.kubectl_namespace(), default);
+    home.ok(&["project", "set", "default", "-w", &ws]);
+    assert_eq!(home.kubectl_namespace(), default);
+
+    // Deleted by hand: made again (a new instance).
+    run_ok(kubectl().args(["delete", "project", &default, "--wait=false"]));
+    let again = wait_default_project(&default, &ws).await;
+    assert_ne!(again, uid, "a new project, not the deleted one");
+
+    // Another workspace declaring that name: reported, and the project is left alone.
+    let other = unique("e2e-plg-ws");
+    t.workspace(&other, json!({"defaultProject": {"name": default}}));
+    eventually(TIMEOUT, &format!("NameConflict on workspace {other}"), || async {
+        match condition("workspace", &other, "DefaultProjectReady") {
+            Some((s, r)) if s == "False" && r == "NameConflict" => Ok(()),
+            c => Err(format!("{c:?}")),
+        }
+    })
+    .await;
+    let ws_other = get("workspace", &other, None).unwrap();
+    let msg = ws_other["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DefaultProjectReady")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains(&format!("Project {default} already exists (workspace {ws})")), "{msg}");
+    let selector = format!("involvedObject.name={other},reason=NameConflict");
+    let events = run_ok(kubectl().args(["get", "events", "-A", "--field-selector", &selector, "-o", "name"]));
+    assert!(!events.trim().is_empty(), "a NameConflict Event on workspace {other}");
+    assert_eq!(get("project", &default, None).unwrap()["metadata"]["uid"], again.as_str(), "left untouched");
+
+    // Removed from the spec: deleted; the other workspace, woken by it, takes the name.
+    run_ok(kubectl().args([
+        "patch",
+        "workspace",
+        &ws,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/defaultProject"}]"#,
+    ]));
+    let taken = wait_default_project(&default, &other).await;
+    assert_ne!(taken, again);
+    assert!(condition("workspace", &ws, "DefaultProjectReady").is_none(), "no condition once none is declared");
+
+    // Deleting a workspace deletes its default project, and does not wait for it forever.
+    run_ok(kubectl().args(["delete", "workspace", &other, "--wait=false"]));
+    e2e::wait_gone("projects.zenml.io", std::slice::from_ref(&default), DELETE_WAIT).expect("the default project goes");
+    e2e::wait_gone("workspaces.zenml.io", std::slice::from_ref(&other), DELETE_WAIT).expect("the workspace goes");
+}
+
+/// `kubectl zenml project prune` lists the expired projects and, confirmed (`--yes`), deletes them by their
+/// deletionPolicy; with no terminal to ask on and no `--yes` it deletes nothing. Projects not expired stay.
+#[tokio::test]
+async fn prune_deletes_expired_projects_by_their_deletion_policy() {
+    let mut t = Cleanup::with_shared_operator(TIMEOUT);
+    let home = Home::new("prune");
+    let ws = unique("e2e-plg-ws");
+    t.workspace(&ws, json!({}));
+    let past = (Timestamp::now() - SignedDuration::from_hours(1)).round(k8s_openapi::jiff::Unit::Second).unwrap();
+    let future = (Timestamp::now() + SignedDuration::from_hours(24)).round(k8s_openapi::jiff::Unit::Second).unwrap();
+    let (gone, kept, fresh) = (unique("e2e-plg-exp"), unique("e2e-plg-ret"), unique("e2e-plg-fresh"));
+    for (name, at, policy) in [(&gone, past, "Delete"), (&kept, past, "Retain"), (&fresh, future, "Delete")] {
+        let spec = json!({"workspace": ws, "expiresAt": at.to_string(), "deletionPolicy": policy});
+        t.apply(&zenml_object("Project", name, spec));
+    }
+    t.track("Namespace", &kept);
+    for name in [&gone, &kept, &fresh] {
+        eventually(TIMEOUT, &format!("project {name} Ready"), || async {
+            match condition("project", name, "Ready") {
+                Some((s, _)) if s == "True" => Ok(()),
+                c => Err(format!("{c:?}")),
+            }
+        })
+        .await;
+    }
+    assert_eq!(condition("project", &gone, "Frozen"), Some(("True".into(), "Expired".into())));
+    assert_eq!(condition("project", &fresh, "Frozen"), Some(("False".into(), "NotFrozen".into())));
+
+    let mut no_tty = home.zenml(&["project", "prune", "-w", &ws]);
+    no_tty.stdin(std::process::Stdio::null());
+    let out = run(&mut no_tty);
+    assert!(!out.success(), "refused without a terminal: {}", out.stdout);
+    assert!(out.stderr.contains("no terminal to confirm on") && out.stderr.contains("--yes"), "{}", out.stderr);
+    for name in [&gone, &kept] {
+        assert!(out.stdout.contains(name.as_str()), "listed: {}", out.stdout);
+        assert!(get("project", name, None).is_some(), "{name} not deleted without confirmation");
+    }
+    assert!(!out.stdout.contains(fresh.as_str()), "{}", out.stdout);
+    assert!(out.stdout.contains("Retain") && out.stdout.contains("EXPIRED SINCE"), "{}", out.stdout);
+
+    let out = home.ok(&["project", "prune", "-w", &ws, "--yes"]);
+    assert!(out.contains(&format!("Deleted project {kept}")) && out.contains("Retain"), "{out}");
+    e2e::wait_gone("projects.zenml.io", &[gone.clone(), kept.clone()], DELETE_WAIT).expect("expired projects go");
+    e2e::wait_gone("namespaces", std::slice::from_ref(&gone), DELETE_WAIT).expect("Delete: its namespace goes");
+    let ns = get("namespace", &kept, None).expect("Retain: its namespace stays");
+    assert_eq!(ns["metadata"]["annotations"]["zenml.io/former-project"], kept.as_str());
+    assert!(get("project", &fresh, None).is_some(), "a project not expired stays");
+    assert!(home.ok(&["project", "prune", "-w", &ws, "--yes"]).contains("No expired projects"));
+}
+
 /// A project's owners are shown as its admins by `project describe`, `member list` and `audit`.
 #[tokio::test]
 async fn owners_are_shown_by_describe_and_audit() {
@@ -937,7 +1092,7 @@ async fn installed_by_krew_and_completed_by_kubectl() {
         assert!(first.contains(&sub.to_owned()), "{sub} in {first:?}");
     }
     assert_eq!(complete(&["pro"]), ["project"]);
-    assert_eq!(complete(&["project", ""]), ["register", "set", "list", "describe", "freeze", "unfreeze"]);
+    assert_eq!(complete(&["project", ""]), ["register", "set", "list", "describe", "freeze", "unfreeze", "prune"]);
     assert_eq!(complete(&["project", "set", "-w", &ws, ""]), [project], "the projects of the workspace");
     assert!(complete(&["workspace", "use", ""]).contains(&ws));
     assert_eq!(complete(&["member", "add", "--role", "dev"]), ["developer"]);

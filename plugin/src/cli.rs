@@ -81,6 +81,16 @@ pub enum ProjectCommand {
         /// ZenML project ID or Kubernetes name.
         project: Option<String>,
     },
+    /// List the expired projects (spec.expiresAt passed; in --workspace, else all you can see) and delete them after
+    /// a confirmation; each namespace is deleted or kept by the project's deletionPolicy.
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Delete without asking (for automation). Without it, and without a terminal to ask on, nothing is deleted.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]

@@ -296,7 +296,10 @@ mod tests {
 
     #[test]
     fn subcommands_then_their_arguments() {
-        assert_eq!(values(&plan_of(&["project", ""])), ["register", "set", "list", "describe", "freeze", "unfreeze"]);
+        assert_eq!(
+            values(&plan_of(&["project", ""])),
+            ["register", "set", "list", "describe", "freeze", "unfreeze", "prune"]
+        );
         assert_eq!(values(&plan_of(&["workspace", "u"])), ["use"]);
         let p = plan_of(&["project", "set", ""]);
         assert_eq!((p.names, values(&p)), (Some(Names::Projects), vec![]));

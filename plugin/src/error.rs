@@ -88,6 +88,12 @@ pub enum Error {
     /// `member remove` of a role the subject holds only as a workspace member.
     #[error("{who} has no ProjectRoleBinding for role {} in project {project}; {grant}", grant.role)]
     GrantedByWorkspace { who: String, project: String, grant: WorkspaceGrant },
+    /// `project prune` without `--yes` and without a terminal to confirm on.
+    #[error(
+        "{count} expired projects would be deleted, but there is no terminal to confirm on: nothing was deleted; \
+         pass --yes to delete them without asking"
+    )]
+    ConfirmationNeeded { count: usize },
     #[error("ProjectRoleBinding {0} kept changing while removing a subject from it; try again")]
     KeptChanging(String),
     #[error("cannot serialize the output: {0}")]

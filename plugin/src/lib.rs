@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kubectl zenml project register|set|list|describe     ~ zenml project register|set|list|describe
+//! kubectl zenml project freeze|unfreeze|prune           freeze a project; delete expired ones
 //! kubectl zenml workspace list|describe|use             ~ zenml workspace ...
 //! kubectl zenml member add|remove|list                  ProjectRoleBindings, one per (project, role, subject)
 //! kubectl zenml audit                                    who has what, what expires, what goes around the operator
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Project(ProjectCommand::Unfreeze { project }) => {
             commands::project::freeze(&s, project.as_deref(), false).await
         }
+        Command::Project(ProjectCommand::Prune(args)) => commands::prune::prune(&s, &args).await,
         Command::Workspace(WorkspaceCommand::List) => commands::workspace::list(&s).await,
         Command::Workspace(WorkspaceCommand::Describe { workspace }) => {
             commands::workspace::describe(&s, workspace.as_deref()).await

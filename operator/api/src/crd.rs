@@ -33,7 +33,16 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     let label = format!("size(self.metadata.name) <= 63 && self.metadata.name.matches(r'{}')", schema::DNS1123_LABEL);
     let label_msg = "must be a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
     vec![
-        with_name_rules(Workspace::crd(), &[(&label, &format!("a workspace name {label_msg}"))]),
+        with_name_rules(
+            Workspace::crd(),
+            &[
+                (&label, &format!("a workspace name {label_msg}")),
+                (
+                    "!has(self.spec) || !has(self.spec.defaultProject) || has(self.spec.defaultProject.name) || has(self.spec.projectNamePrefix) || size(self.metadata.name) <= 55",
+                    "the default project's name, <workspace>-default, would be longer than 63 characters; set spec.defaultProject.name",
+                ),
+            ],
+        ),
         with_name_rules(
             Project::crd(),
             &[

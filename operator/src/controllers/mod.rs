@@ -4,6 +4,7 @@
 pub mod binding;
 pub mod children;
 pub mod context;
+mod default_project;
 #[cfg(test)]
 pub(crate) mod mocked;
 pub mod project;

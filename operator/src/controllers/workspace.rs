@@ -42,6 +42,9 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         if !finalizer::has(&*workspace) {
             return Ok(Action::await_change());
         }
+        // The default project is ours to delete: waiting for it would wait forever.
+        let released = super::default_project::release(&workspace, &ctx, None).await?;
+        ctx.changed(&*workspace, &released, EventAction::Delete, EventType::Normal).await;
         if projects.is_empty() {
             finalizer::remove(&api, &*workspace).await?;
             return Ok(Action::await_change());
@@ -108,6 +111,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         delegation,
     ];
     parts.extend(policies);
+    parts.extend(super::default_project::reconcile(&workspace, &ctx).await?);
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
     Ok(Action::requeue(RESYNC))
 }
@@ -259,8 +263,10 @@ pub fn controller(
 ) -> impl Future<Output = ()> {
     // A project's spec decides what its workspace counts; its status does not.
     let projects = spec_changes(feeds.projects, ctx.stores.projects.clone());
+    let for_projects = ctx.clone();
     Controller::for_shared_stream(feeds.workspaces, ctx.stores.workspaces.clone())
-        .watches_shared_stream(projects, |p| Some(ObjectRef::new(&p.spec.workspace)))
+        // Its workspace, and any whose default project has its name (a conflict that may have ended).
+        .watches_shared_stream(projects, move |p| super::default_project::declaring(&for_projects, &p))
         .watches_stream(feeds.cluster_roles, |c| workspace_of(&c))
         .watches_stream(feeds.cluster_role_bindings, |c| workspace_of(&c))
         .watches_stream(feeds.policy_bindings, |b| workspace_of(&b))

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod member;
 pub mod project;
+pub mod prune;
 pub mod workspace;
 
 use crate::output::Format;

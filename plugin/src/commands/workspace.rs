@@ -2,6 +2,7 @@
 
 use kube::ResourceExt;
 use zenml_api::Project;
+use zenml_api::resources::workspace::default_project_name;
 
 use super::project::indent;
 use super::{info, warn};
@@ -15,11 +16,18 @@ pub fn context_name(cluster: &str, workspace: &str) -> String {
     format!("{cluster}-zenml-{workspace}")
 }
 
-/// The user's default project in `workspace`: the recorded one (if it still exists), else the project with ZenML
-/// ID `default`, else the only project.
-pub fn pick_default<'a>(recorded: Option<&str>, projects: &'a [Project]) -> Option<&'a Project> {
+/// The user's default project in `workspace`: the recorded one (if it still exists), else the default project the
+/// workspace declares (`spec.defaultProject`, `declared`: made by the operator), else the project with ZenML ID
+/// `default`, else the only project.
+pub fn pick_default<'a>(
+    recorded: Option<&str>,
+    declared: Option<&str>,
+    projects: &'a [Project],
+) -> Option<&'a Project> {
+    let named = |n: &str| projects.iter().find(|p| p.metadata.name.as_deref() == Some(n));
     recorded
-        .and_then(|r| projects.iter().find(|p| p.metadata.name.as_deref() == Some(r)))
+        .and_then(named)
+        .or_else(|| declared.and_then(named))
         .or_else(|| projects.iter().find(|p| p.spec.project_id.as_deref() == Some("default")))
         .or_else(|| if projects.len() == 1 { projects.first() } else { None })
 }
@@ -144,11 +152,12 @@ pub async fn describe(s: &Session, name: Option<&str>) -> Result<()> {
 
 /// Switches to (creating or updating) the context `<cluster>-zenml-<workspace>`.
 pub async fn use_(s: &mut Session, workspace: &str) -> Result<()> {
-    match s.workspace(workspace).await {
+    let declared = match s.workspace(workspace).await {
+        Ok(w) => default_project_name(&w),
         // Not allowed to read it: the context can still be made.
-        Ok(_) | Err(Error::Forbidden(_)) => {}
+        Err(Error::Forbidden(_)) => None,
         Err(e) => return Err(e),
-    }
+    };
     let projects = match s.list_projects(Some(workspace)).await {
         Ok(p) => p,
         Err(e) if is_forbidden(&e) => {
@@ -158,7 +167,7 @@ pub async fn use_(s: &mut Session, workspace: &str) -> Result<()> {
         Err(e) => return Err(Op::new("list", PROJECTS).err(e)),
     };
     let recorded = recorded_default(s, workspace);
-    let mut default = pick_default(recorded.as_deref(), &projects).cloned();
+    let mut default = pick_default(recorded.as_deref(), declared.as_deref(), &projects).cloned();
     if default.is_none()
         && let Some(r) = &recorded
     {
@@ -235,11 +244,15 @@ mod tests {
     #[test]
     fn default_project_choice() {
         let ps = [p("ml-default", "default"), p("fraud", "Fraud")];
-        assert_eq!(pick_default(Some("fraud"), &ps).unwrap().name_any(), "fraud");
-        assert_eq!(pick_default(Some("gone"), &ps).unwrap().name_any(), "ml-default");
-        assert_eq!(pick_default(None, &ps).unwrap().name_any(), "ml-default");
-        assert_eq!(pick_default(None, &ps[1..]).unwrap().name_any(), "fraud");
-        assert!(pick_default(None, &[p("a", "a"), p("b", "b")]).is_none());
+        assert_eq!(pick_default(Some("fraud"), None, &ps).unwrap().name_any(), "fraud");
+        assert_eq!(pick_default(Some("gone"), None, &ps).unwrap().name_any(), "ml-default");
+        assert_eq!(pick_default(None, None, &ps).unwrap().name_any(), "ml-default");
+        assert_eq!(pick_default(None, None, &ps[1..]).unwrap().name_any(), "fraud");
+        assert!(pick_default(None, None, &[p("a", "a"), p("b", "b")]).is_none());
+        // The workspace's declared default project wins over another project with ID default.
+        let both = [p("mine", "default"), p("ml-sandbox", "default")];
+        assert_eq!(pick_default(None, Some("ml-sandbox"), &both).unwrap().name_any(), "ml-sandbox");
+        assert_eq!(pick_default(Some("mine"), Some("ml-sandbox"), &both).unwrap().name_any(), "mine");
         assert_eq!(context_name("local", "ml"), "local-zenml-ml");
     }
 }

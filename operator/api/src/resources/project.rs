@@ -95,9 +95,20 @@ pub fn network_isolation(project: &Project, workspace: &Workspace) -> NetworkIso
     project.spec.network_isolation.or_else(|| defaults(workspace).and_then(|d| d.network_isolation)).unwrap_or_default()
 }
 
-/// Whether the project is frozen: by its own `spec.frozen`, or its workspace's.
-pub fn frozen(project: &Project, workspace: &Workspace) -> bool {
-    project.spec.frozen || workspace.spec.frozen
+/// Whether the project is frozen at `now`: by its own `spec.frozen`, its workspace's, or because it has expired.
+pub fn frozen(project: &Project, workspace: &Workspace, now: Timestamp) -> bool {
+    project.spec.frozen || workspace.spec.frozen || expired(project, now)
+}
+
+/// Whether the project has expired at `now` (`spec.expiresAt` reached).
+pub fn expired(project: &Project, now: Timestamp) -> bool {
+    project.spec.expires_at.as_ref().is_some_and(|t| t.0 <= now)
+}
+
+/// How long until the project expires, if it has an expiry still ahead: its reconcile is woken then, not polled.
+pub fn until_expiry(project: &Project, now: Timestamp) -> Option<std::time::Duration> {
+    let at = project.spec.expires_at.as_ref()?.0;
+    (at > now).then(|| std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default())
 }
 
 /// The runner ServiceAccount's name.
@@ -150,7 +161,7 @@ pub fn desired(
     role_bindings.extend(delegation_binding(project, &owner, admins));
     role_bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut children = Children {
-        namespace: namespace(project, workspace),
+        namespace: namespace(project, workspace, now),
         quota: quota(project, &owner, granted),
         limit_range: limit_range(project, workspace, &owner),
         network_policy: network_policy(project, workspace, &owner),
@@ -188,7 +199,7 @@ fn owner(project: &Project) -> OwnerReference {
 
 /// The namespace: the project's own labels and annotations, the workspace's enforced labels over them, and ours
 /// (ownership, isolation, tenant rule exceptions, the ZenML project ID).
-fn namespace(project: &Project, workspace: &Workspace) -> Namespace {
+fn namespace(project: &Project, workspace: &Workspace, now: Timestamp) -> Namespace {
     let mut ns_labels = project.spec.namespace_labels.clone();
     if let Some(d) = defaults(workspace) {
         // enforced by the workspace: a project cannot override them
@@ -201,7 +212,7 @@ fn namespace(project: &Project, workspace: &Workspace) -> Namespace {
         NetworkIsolation::Workspace => "Workspace",
     };
     ns_labels.insert(labels::NETWORK_ISOLATION.to_owned(), isolation.to_owned());
-    if frozen(project, workspace) {
+    if frozen(project, workspace, now) {
         ns_labels.insert(labels::FROZEN.to_owned(), "true".to_owned());
     }
     let exceptions = workspace.spec.tenant_rule_exceptions.clone().unwrap_or_default();
@@ -576,6 +587,26 @@ mod tests {
         let c = build(&p, &w, &[]);
         let item = &c.limit_range.unwrap().spec.unwrap().limits[0];
         assert_eq!(item.default_request, Some(q(&[("cpu", "250m"), ("memory", "256Mi")])));
+    }
+
+    #[test]
+    fn a_project_past_its_expiry_is_frozen_until_the_expiry_moves_ahead() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::SignedDuration;
+        let (mut p, w) = (project(), workspace());
+        let now = Timestamp::now();
+        let frozen_label = |c: &Children| c.namespace.metadata.labels.as_ref().unwrap().get(labels::FROZEN).cloned();
+        p.spec.expires_at = Some(Time(now.checked_add(SignedDuration::from_secs(90)).unwrap()));
+        assert!(!expired(&p, now) && !frozen(&p, &w, now));
+        assert_eq!(until_expiry(&p, now), Some(std::time::Duration::from_secs(90)), "woken at the instant");
+        let at_expiry = now.checked_add(SignedDuration::from_secs(90)).unwrap();
+        assert!(expired(&p, at_expiry) && frozen(&p, &w, at_expiry), "expired at the instant itself");
+        assert_eq!(until_expiry(&p, at_expiry), None);
+        let at = |t| desired(&p, &w, &requested_quota(&p, &w), &RoleMap::default(), &[], t);
+        assert_eq!(frozen_label(&at(at_expiry)).as_deref(), Some("true"), "the freeze policy's label");
+        assert_eq!(frozen_label(&at(now)), None);
+        p.spec.expires_at = None;
+        assert!(!frozen(&p, &w, at_expiry) && until_expiry(&p, now).is_none(), "no expiry, never expired");
     }
 
     #[test]

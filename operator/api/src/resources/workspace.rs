@@ -12,7 +12,12 @@ use kube::{Resource, ResourceExt};
 
 use super::project::{rbac_subject, stamp};
 use crate::labels;
-use crate::{BuiltinRole, Workspace};
+use crate::{BuiltinRole, Project, ProjectSpec, Workspace};
+
+/// The ZenML project ID of a workspace's default project (`zenml project set default`).
+pub const DEFAULT_PROJECT_ID: &str = "default";
+/// The `zenml.io/component` label of a workspace's default project.
+pub const DEFAULT_PROJECT_COMPONENT: &str = "default-project";
 
 /// The custom verb the Project admission policy checks on the workspace.
 pub const MANAGE_PROJECTS_VERB: &str = "manage-projects";
@@ -117,6 +122,54 @@ pub fn policy_binding(workspace: &Workspace, policy: &str) -> ValidatingAdmissio
     }
 }
 
+/// The name of the workspace's default project, when it declares one: `spec.defaultProject.name`, else
+/// `<projectNamePrefix>default`, else `<workspace>-default`.
+pub fn default_project_name(workspace: &Workspace) -> Option<String> {
+    let declared = workspace.spec.default_project.as_ref()?;
+    Some(match (&declared.name, &workspace.spec.project_name_prefix) {
+        (Some(name), _) => name.clone(),
+        (None, Some(prefix)) => format!("{prefix}{DEFAULT_PROJECT_ID}"),
+        (None, None) => format!("{}-{DEFAULT_PROJECT_ID}", workspace.name_any()),
+    })
+}
+
+/// The default project the workspace declares, as the operator applies it: only the fields it owns (workspace,
+/// projectId `default`, display name, deletion policy), so others (owners, frozen, quota) may still be set on it.
+/// Controlled by the workspace (uid) and labelled as the operator's.
+pub fn default_project(workspace: &Workspace) -> Option<Project> {
+    let declared = workspace.spec.default_project.as_ref()?;
+    let name = default_project_name(workspace)?;
+    let owner =
+        OwnerReference { block_owner_deletion: None, ..workspace.controller_owner_ref(&()).unwrap_or_default() };
+    let mut project = Project::new(
+        &name,
+        ProjectSpec {
+            workspace: workspace.name_any(),
+            project_id: Some(DEFAULT_PROJECT_ID.to_owned()),
+            display_name: Some(declared.display_name.clone().unwrap_or_else(|| "Default".to_owned())),
+            deletion_policy: declared.deletion_policy.unwrap_or_default(),
+            ..Default::default()
+        },
+    );
+    project.metadata.labels = Some(BTreeMap::from([
+        (labels::MANAGED_BY.to_owned(), labels::MANAGED_BY_VALUE.to_owned()),
+        (labels::WORKSPACE.to_owned(), workspace.name_any()),
+        (labels::COMPONENT.to_owned(), DEFAULT_PROJECT_COMPONENT.to_owned()),
+    ]));
+    project.metadata.owner_references = Some(vec![owner]);
+    stamp(&mut project);
+    Some(project)
+}
+
+/// Whether the operator made `project` as this workspace's default project: controlled by the workspace's uid (names
+/// are reused, uids are not; a label alone proves nothing) and labelled so.
+pub fn is_default_project_of(project: &Project, workspace: &Workspace) -> bool {
+    let uid = workspace.meta().uid.as_deref();
+    uid.is_some()
+        && project.owner_references().iter().any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+        && project.labels().get(labels::COMPONENT).map(String::as_str) == Some(DEFAULT_PROJECT_COMPONENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +213,60 @@ mod tests {
         let selector = spec.match_resources.unwrap().namespace_selector.unwrap().match_labels.unwrap();
         assert_eq!(selector, BTreeMap::from([("zenml.io/workspace".to_owned(), "ml".to_owned())]));
         assert_eq!(spec.validation_actions.unwrap(), ["Deny"]);
+    }
+
+    fn with_default(name: Option<&str>, prefix: Option<&str>) -> Workspace {
+        let mut w = Workspace::new(
+            "ml-platform",
+            WorkspaceSpec {
+                default_project: Some(crate::DefaultProject { name: name.map(str::to_owned), ..Default::default() }),
+                project_name_prefix: prefix.map(str::to_owned),
+                ..Default::default()
+            },
+        );
+        w.metadata.uid = Some("w-uid".into());
+        w
+    }
+
+    #[test]
+    fn the_default_project_name_is_given_or_derived_from_the_prefix_or_the_workspace() {
+        assert_eq!(default_project_name(&with_default(Some("sandbox"), None)).as_deref(), Some("sandbox"));
+        assert_eq!(default_project_name(&with_default(None, Some("ml-"))).as_deref(), Some("ml-default"));
+        assert_eq!(default_project_name(&with_default(None, None)).as_deref(), Some("ml-platform-default"));
+        assert_eq!(default_project_name(&Workspace::new("ml", WorkspaceSpec::default())), None);
+        assert_eq!(default_project(&Workspace::new("ml", WorkspaceSpec::default())), None);
+    }
+
+    #[test]
+    fn the_default_project_is_the_workspaces_with_id_default_and_only_its_own_fields() {
+        let mut w = with_default(None, None);
+        w.spec.default_project.as_mut().unwrap().deletion_policy = Some(crate::DeletionPolicy::Retain);
+        let p = default_project(&w).unwrap();
+        assert_eq!(p.metadata.name.as_deref(), Some("ml-platform-default"));
+        assert_eq!(p.spec.workspace, "ml-platform");
+        assert_eq!(p.spec.project_id.as_deref(), Some("default"));
+        assert_eq!(p.spec.display_name.as_deref(), Some("Default"));
+        assert_eq!(p.spec.deletion_policy, crate::DeletionPolicy::Retain);
+        let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Workspace", "w-uid", Some(true)));
+        assert!(is_default_project_of(&p, &w));
+        // What the operator owns in the applied spec: nothing that users may set on it besides.
+        let spec = serde_json::to_value(&p.spec).unwrap();
+        let keys: Vec<&str> = spec.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["deletionPolicy", "displayName", "projectId", "workspace"]);
+    }
+
+    #[test]
+    fn a_project_of_that_name_is_the_workspaces_only_if_its_uid_controls_it() {
+        let w = with_default(None, None);
+        let mut p = default_project(&w).unwrap();
+        let mut other = w.clone();
+        other.metadata.uid = Some("another-uid".into());
+        assert!(!is_default_project_of(&p, &other), "a recreated workspace of the same name");
+        p.metadata.labels.as_mut().unwrap().remove(labels::COMPONENT);
+        assert!(!is_default_project_of(&p, &w), "a project the workspace controls for another reason");
+        let hand_made =
+            Project::new("ml-platform-default", ProjectSpec { workspace: "ml-platform".into(), ..Default::default() });
+        assert!(!is_default_project_of(&hand_made, &w));
     }
 }

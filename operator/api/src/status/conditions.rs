@@ -58,6 +58,8 @@ vocabulary! {
         Frozen,
         /// Workspace: its `spec.policies` hold in its projects (the binding of the workspace policy exists).
         PoliciesReady,
+        /// Workspace: the default project it declares (`spec.defaultProject`) exists and is its own.
+        DefaultProjectReady,
     }
 }
 
@@ -102,7 +104,7 @@ vocabulary! {
         // Workspace
         Accepted,
         ProjectsRemain,
-        // Frozen
+        // Frozen (also Expired: past the project's spec.expiresAt)
         ProjectFrozen,
         WorkspaceFrozen,
         NotFrozen,

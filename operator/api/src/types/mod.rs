@@ -21,8 +21,8 @@ pub use common::{
 pub use policies::{AllowedToleration, WorkspacePolicies};
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
 pub use workspace::{
-    CustomRole, ProjectDefaults, TenantRuleExceptions, Workspace, WorkspaceBudget, WorkspaceBudgetStatus,
-    WorkspaceMember, WorkspaceSpec, WorkspaceStatus,
+    CustomRole, DefaultProject, ProjectDefaults, TenantRuleExceptions, Workspace, WorkspaceBudget,
+    WorkspaceBudgetStatus, WorkspaceMember, WorkspaceSpec, WorkspaceStatus,
 };
 
 /// API group of every kind here.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,7 @@ use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec,
     printcolumn(name = "Project ID", type_ = "string", priority = 1, json_path = ".spec.projectId"),
     printcolumn(name = "Owners", type_ = "string", json_path = ".spec.owners[*].name"),
     printcolumn(name = "Frozen", type_ = "string", json_path = ".status.conditions[?(@.type==\"Frozen\")].status"),
+    printcolumn(name = "Expires", type_ = "string", priority = 1, json_path = ".spec.expiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -92,6 +93,12 @@ pub struct ProjectSpec {
     #[x_kube(validation = kube::core::Rule::new("self.all(s, s.kind != 'ServiceAccount')")
         .message("owners are users and groups; grant a ServiceAccount a role with a ProjectRoleBinding"))]
     pub owners: Vec<Subject>,
+    /// When the project expires (RFC 3339, e.g. 2026-12-31T18:00:00Z), for experiments. From then on it is frozen
+    /// exactly as by `frozen` (condition `Frozen`, reason `Expired`, and an Event), and `kubectl zenml project prune`
+    /// lists it for deletion (each by its `deletionPolicy`). Moving it into the future, or removing it, unfreezes the
+    /// project. Shown by `kubectl get projects -o wide`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// The runner ServiceAccount of a project.

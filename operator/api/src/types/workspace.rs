@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
+use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
 use super::policies::WorkspacePolicies;
 
 /// A ZenML Pro workspace: projects that share admins, defaults, a budget and a set of allowed roles.
@@ -35,6 +35,9 @@ use super::policies::WorkspacePolicies;
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.members) || self.members.all(m, m.role in ['admin', 'developer', 'contributor', 'viewer'] || (has(self.roles) && self.roles.exists(r, r.name == m.role)))"
 ).message("every members[].role must be admin, developer, contributor, viewer or a role listed in spec.roles").field_path(".members"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.defaultProject) || !has(self.defaultProject.name) || !has(self.projectNamePrefix) || self.defaultProject.name.startsWith(self.projectNamePrefix)"
+).message("defaultProject.name must start with spec.projectNamePrefix; rename it, or leave it unset for <projectNamePrefix>default").field_path(".defaultProject.name"))]
 pub struct WorkspaceSpec {
     /// Human-readable name, free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,35 @@ pub struct WorkspaceSpec {
     /// Freezes every project of the workspace, as each Project's `spec.frozen` does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frozen: bool,
+    /// A project the operator creates and keeps for this workspace, with ZenML project ID `default`, so that
+    /// `zenml project set default` and `kubectl zenml workspace use` work out of the box. It is owned by the
+    /// workspace: restored when deleted by hand, deleted (by its `deletionPolicy`) when this field is removed or the
+    /// workspace is deleted. A Project of that name that the operator did not create is never adopted or changed:
+    /// condition `DefaultProjectReady=False`, reason `NameConflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_project: Option<DefaultProject>,
+}
+
+/// The default project of a workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProject {
+    /// The Project's name, which is its namespace's name, cluster-wide. Defaults to `<projectNamePrefix>default`
+    /// when the workspace has a `projectNamePrefix`, else `<workspace>-default`. Must start with the
+    /// `projectNamePrefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::dns_label")]
+    #[x_kube(validation = kube::core::Rule::new("self != 'default' && !self.startsWith('kube-')")
+        .message("'default' and 'kube-*' are protected namespaces; choose another defaultProject.name"))]
+    pub name: Option<String>,
+    /// Human-readable name; defaults to "Default".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+    /// Delete (the default) deletes the namespace when the default project goes; Retain keeps it and everything in
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// Exceptions to the tenant rules (see the README's threat model), per workspace.

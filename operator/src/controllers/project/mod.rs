@@ -166,7 +166,7 @@ async fn provision(
         conds.push(Cond::fail(ConditionType::AccessReady, Reason::BindForbidden, msg));
     }
     let usage_wait = write_status(project, api, ctx, conds, Some(&children)).await?;
-    Ok(Action::requeue(usage_wait.unwrap_or(RESYNC)))
+    Ok(Action::requeue(status::until_expiry(project, usage_wait.unwrap_or(RESYNC))))
 }
 
 pub(super) fn namespace_is_ours(ns: &PartialObjectMeta<Namespace>, project: &Project) -> bool {

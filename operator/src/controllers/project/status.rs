@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -14,14 +15,21 @@ use zenml_api::{Project, ProjectQuotaStatus, ProjectStatus, Workspace};
 use super::{RESYNC, namespace_is_ours};
 use crate::Result;
 use crate::controllers::context::Context;
-use crate::write::events::{EventAction, type_for};
+use crate::write::events::{EventAction, EventType, type_for};
 use crate::write::usage;
 
-/// `Frozen`: True while the project, or its workspace, is frozen. Beside Ready, not part of it: a frozen project is
-/// still provisioned and in force.
-fn frozen_condition(project: &Project, workspace: Option<&Workspace>) -> Cond {
+/// `Frozen`: True while the project, or its workspace, is frozen, or the project has expired. Beside Ready, not part
+/// of it: a frozen project is still provisioned and in force.
+fn frozen_condition(project: &Project, workspace: Option<&Workspace>, now: Timestamp) -> Cond {
     const WHAT: &str = "no new or changed pods or workloads in the namespace; what runs keeps running";
-    if project.spec.frozen {
+    if let Some(at) = project.spec.expires_at.as_ref().filter(|_| build::expired(project, now)) {
+        let msg = format!(
+            "the project expired at {} (spec.expiresAt): {WHAT}; move spec.expiresAt into the future to unfreeze it, \
+             or delete it (kubectl zenml project prune)",
+            at.0
+        );
+        Cond::ok(ConditionType::Frozen, Reason::Expired, msg)
+    } else if project.spec.frozen {
         Cond::ok(ConditionType::Frozen, Reason::ProjectFrozen, format!("spec.frozen: {WHAT}"))
     } else if let Some(w) = workspace.filter(|w| w.spec.frozen) {
         Cond::ok(
@@ -47,7 +55,16 @@ pub(super) async fn refuse(
         _ => ConditionType::NamespaceReady,
     };
     write_status(project, api, ctx, vec![Cond::fail(cond_type, reason, message)], None).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(until_expiry(project, RESYNC)))
+}
+
+/// `otherwise`, or sooner if the project expires before: a little after the instant, so it has expired when looked at
+/// again. Expiry is a moment, not an event, and is never polled for.
+pub(super) fn until_expiry(project: &Project, otherwise: Duration) -> Duration {
+    match build::until_expiry(project, Timestamp::now()) {
+        Some(left) => (left + Duration::from_millis(200)).min(otherwise),
+        None => otherwise,
+    }
 }
 
 /// Writes the status when it differs from the one stored, with an Event when Ready changes reason. A change of the
@@ -65,7 +82,8 @@ pub(super) async fn write_status(
     let mut all = parts;
     all.push(ready_cond.clone());
     let workspace = ctx.stores.workspaces.get(&ObjectRef::new(&project.spec.workspace));
-    all.push(frozen_condition(project, workspace.as_deref()));
+    let frozen = frozen_condition(project, workspace.as_deref(), Timestamp::now());
+    all.push(frozen.clone());
     let provisioned = children.is_some();
     // `hard` is what we granted (known now, so Ready is reported with it in one write); `used` comes from the
     // ResourceQuota's status once the quota controller has counted.
@@ -109,6 +127,12 @@ pub(super) async fn write_status(
     if ready_changed {
         ctx.event(project, type_for(ready_cond.ok), ready_cond.reason, EventAction::Reconcile, ready_cond.message)
             .await;
+    }
+    // Frozen, expired and unfrozen are changes users must hear of: an Event when the reason changes.
+    let was = previous.conditions.iter().find(|c| c.type_ == ConditionType::Frozen).map(|c| c.reason.as_str());
+    if was.is_some_and(|r| r != frozen.reason.as_str()) || (was.is_none() && frozen.ok) {
+        let kind = if frozen.reason == Reason::Expired { EventType::Warning } else { EventType::Normal };
+        ctx.event(project, kind, frozen.reason, EventAction::Reconcile, frozen.message).await;
     }
     Ok(None)
 }
