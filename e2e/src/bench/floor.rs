@@ -19,13 +19,22 @@ use super::{BENCH_LABEL, Bench, CLIENT_USER, Error, Found, Result, Row, watch};
 pub(super) struct Floor {
     /// The client concurrency the sweep chose, used for every later bulk create.
     pub concurrency: usize,
-    pub time: Duration,
+    /// None when the floor was skipped.
+    pub time: Option<Duration>,
     /// The API server's CPU and writes meanwhile (local cluster only).
     pub work: Option<ApiWork>,
     /// Whether the audit log showed every create of the floor (else writes are counted without it).
     pub audit_ok: bool,
     /// Objects per project.
     pub per_project: usize,
+}
+
+impl Floor {
+    /// What the later phases take from the floor when it is skipped (`--skip floor`): the first concurrency given,
+    /// and the audit log trusted without the floor's check of it.
+    pub(super) fn skipped(concurrency: usize, per_project: usize, audit_ok: bool) -> Floor {
+        Floor { concurrency, time: None, work: None, audit_ok, per_project }
+    }
 }
 
 impl Bench {
@@ -68,7 +77,7 @@ impl Bench {
                 (per_project * self.n()) as f64 / floor.as_secs_f64()
             ),
         });
-        Ok(Floor { concurrency, time: floor, work, audit_ok, per_project })
+        Ok(Floor { concurrency, time: Some(floor), work, audit_ok, per_project })
     }
 
     /// Creates the same objects with one client at each concurrency on a sample, and returns the fastest.

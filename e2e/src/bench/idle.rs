@@ -14,6 +14,8 @@ use crate::operator::Operator;
 pub(super) struct Idle {
     pub writes: u64,
     pub rss_mib: u64,
+    pub rss_kib: u64,
+    pub peak_mib: u64,
 }
 
 impl Bench {
@@ -47,9 +49,10 @@ impl Bench {
         // 5. Memory, after provisioning N and after idling.
         let mem = metrics::memory(op.pid).ok_or("cannot read the operator's /proc/<pid>/status")?;
         let rss_mib = mem.rss_kib.div_ceil(1024);
+        let peak_mib = mem.hwm_kib.max(hwm_provisioning).div_ceil(1024);
         found.rows.push(Row {
             figure: "5 memory peak".into(),
-            value: format!("{} MiB", mem.hwm_kib.max(hwm_provisioning).div_ceil(1024)),
+            value: format!("{peak_mib} MiB"),
             detail: format!("VmHWM of the operator process holding {} projects (peak during provisioning)", self.n()),
         });
         found.rows.push(Row {
@@ -57,7 +60,7 @@ impl Bench {
             value: format!("{rss_mib} MiB"),
             detail: "VmRSS after the idle period; target <= 64 MiB".into(),
         });
-        Ok(Idle { writes, rss_mib })
+        Ok(Idle { writes, rss_mib, rss_kib: mem.rss_kib, peak_mib })
     }
 
     /// Writes in a window where there should be none: (count, row). Lease renewals are not counted.

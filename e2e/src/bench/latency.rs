@@ -95,7 +95,7 @@ impl Bench {
 }
 
 /// Nearest-rank percentile.
-fn percentile(values: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

@@ -43,6 +43,12 @@ pub(super) fn cpu_used(before: &[(String, f64)], after: &[(String, f64)], wall: 
     format!("; CPU seconds meanwhile: {} (of {cores} cores x {:.1} s)", used.join(", "), wall.as_secs_f64())
 }
 
+/// CPU seconds `name` used between two readings of `Bench::cpu`.
+pub(super) fn cpu_of(before: &[(String, f64)], after: &[(String, f64)], name: &str) -> Option<f64> {
+    let at = |v: &[(String, f64)]| v.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+    Some(at(after)? - at(before)?)
+}
+
 /// What the API server did in a window: its CPU seconds and the write requests it served (all clients).
 #[derive(Clone, Copy)]
 pub(super) struct ApiWork {

@@ -12,13 +12,15 @@
 //!
 //! Layout: this file holds the settings and the driver ([`run`], `Bench::phases`), which runs one module per phase in
 //! the order of the issue's figures — `floor` (1), `budget` (1, second row), `provisioning` (2 and 3), `idle` (4a
-//! and 5), `restart` (6 and 4b), `latency` (7) — and last `cleanup`. They share `workload` (the run's Workspace,
-//! Projects and bindings, and the objects one project stands for), `operator` (the benchmark's own operator), `watch`
-//! (readiness and deletion by watch), `audit` and `metrics` (where the figures come from), and `report` (the table and
-//! the summary line).
+//! and 5), `restart` (6 and 4b), `latency` (7), `churn` (8) — and last `cleanup`. Every phase but provisioning can be
+//! skipped ([`Phase`], `--skip`). They share `workload` (the run's Workspace, Projects and bindings, and the objects
+//! one project stands for), `operator` (the benchmark's own operator), `watch` (readiness and deletion by watch),
+//! `audit` and `metrics` (where the figures come from), `report` (the table and the summary line) and `record` (the
+//! file of recorded runs and the plots drawn from it).
 
 mod audit;
 mod budget;
+mod churn;
 mod cleanup;
 mod floor;
 mod idle;
@@ -26,20 +28,24 @@ mod latency;
 mod metrics;
 mod operator;
 mod provisioning;
+mod record;
 mod report;
 mod restart;
 mod watch;
 mod workload;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub use self::record::{RunRecord, SERIES, read as read_runs, render, render_file};
 pub use self::report::{Report, Row, Summary};
 
 use self::audit::Audit;
+use self::floor::Floor;
 use self::workload::Workload;
 use crate::operator::Operator;
 
@@ -53,6 +59,37 @@ pub const OPERATOR_USER: &str = "zenml-operator-bench";
 pub const CLIENT_USER: &str = "zenml-bench-client";
 /// Label on everything the benchmark creates itself (value: the run's name), so leftovers can be found.
 pub const BENCH_LABEL: &str = "zenml-operator-bench";
+
+/// A phase that can be skipped. Provisioning cannot: every phase after it works on what it provisioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Phase {
+    /// Figure 1: the plain-create floor, with its concurrency sweep (skipped: the first `--concurrency` is used).
+    Floor,
+    /// Figure 1, second row: the budget floor.
+    #[value(alias = "budget-floor")]
+    Budget,
+    /// Figures 4a and 5: the idle window and memory after it.
+    Idle,
+    /// Figures 6 and 4b: restart recovery and the writes after it.
+    Restart,
+    /// Figure 7: single projects on the idle operator.
+    Latency,
+    /// Figure 8: a share of the projects changed every second (also off with `churn_seconds` 0).
+    Churn,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Floor => "floor",
+            Phase::Budget => "budget",
+            Phase::Idle => "idle",
+            Phase::Restart => "restart",
+            Phase::Latency => "latency",
+            Phase::Churn => "churn",
+        }
+    }
+}
 
 /// What to run; the `bench` binary's flags map onto this.
 #[derive(Clone, Debug)]
@@ -82,6 +119,17 @@ pub struct Settings {
     pub operator_args: Vec<String>,
     /// How long to wait for other operators to go away and for ours to lead.
     pub leader_timeout: Duration,
+    /// Phases not to run.
+    pub skip: BTreeSet<Phase>,
+    /// Length of the churn (figure 8); 0 skips it.
+    pub churn_seconds: u64,
+    /// Percent of the projects changed per second while churning (at least one change per second).
+    pub churn_percent: f64,
+    /// The file of recorded runs (JSON lines) to append this run to; the plots are drawn next to it from all its
+    /// runs. None records nothing.
+    pub record: Option<PathBuf>,
+    /// Said in the recorded run, e.g. what else loaded the machine.
+    pub record_note: Option<String>,
 }
 
 impl Default for Settings {
@@ -99,14 +147,29 @@ impl Default for Settings {
             operator_log: None,
             operator_args: Vec::new(),
             leader_timeout: Duration::from_secs(30),
+            skip: BTreeSet::new(),
+            churn_seconds: 300,
+            churn_percent: 1.0,
+            record: None,
+            record_note: None,
         }
     }
 }
 
-/// Runs the whole benchmark: floor, provisioning, idle, memory, restart, latency; then deletes everything it made.
+impl Settings {
+    fn runs(&self, phase: Phase) -> bool {
+        !self.skip.contains(&phase) && (phase != Phase::Churn || self.churn_seconds > 0)
+    }
+}
+
+/// Runs the benchmark: floor, budget floor, provisioning, idle, memory, restart, latency, churn (those not skipped);
+/// then deletes everything it made, and records the run if asked to.
 pub async fn run(settings: &Settings) -> Result<Report> {
     if settings.projects == 0 || settings.concurrencies.is_empty() || settings.concurrencies.contains(&0) {
         return Err("need at least one project and positive concurrencies".into());
+    }
+    if !(settings.churn_percent > 0.0 && settings.churn_percent <= 100.0) {
+        return Err("the churn's percent of projects per second must be in (0, 100]".into());
     }
     let kubeconfig = crate::kubeconfig().ok_or(
         "no cluster: run `e2e/cluster up` (make bench does), or set KUBECONFIG to a cluster where you are admin",
@@ -126,6 +189,22 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         let _ = tokio::task::spawn_blocking(move || op.stop()).await;
     }
     let _ = std::fs::remove_dir_all(&b.dir);
+    let outcome = match outcome {
+        Ok((mut report, record)) => {
+            if let Some(path) = &settings.record {
+                match record::append(path, &record).and_then(|()| render_file(path)) {
+                    Ok(plots) => report.notes.push(format!(
+                        "recorded in {}; plots of all its runs: {}",
+                        path.display(),
+                        plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    )),
+                    Err(e) => report.notes.push(format!("recording the run in {} failed: {e}", path.display())),
+                }
+            }
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    };
     match (outcome, cleaned) {
         (Ok(report), Ok(())) => Ok(report),
         // The figures stand (a long run is not thrown away); the caller reports the leftovers and fails.
@@ -228,32 +307,77 @@ impl Bench {
         format!("{BENCH_LABEL}={}", self.run)
     }
 
-    /// Every phase in order; each adds its rows and notes to `found` and hands on what later ones need.
-    async fn phases(&self, state: &mut State) -> Result<Report> {
+    /// Every phase in order, those not skipped; each adds its rows and notes to `found` and hands on what later
+    /// ones need. Returns the report and what is recorded of the run.
+    async fn phases(&self, state: &mut State) -> Result<(Report, RunRecord)> {
         let mut found = Found::default();
         let header = self.header().await;
         {
             tokio::task::spawn_blocking(crate::install_crds).await?;
         }
         found.notes.push(self.attribution_note());
+        let skipped: Vec<&str> = self.s.skip.iter().map(|p| p.name()).collect();
+        if !skipped.is_empty() {
+            found.notes.push(format!("skipped: {}", skipped.join(", ")));
+        }
+        let mut record = RunRecord::start(&self.s, &header);
         self.refuse_other_operators().await?;
         let workload = Workload::new(&self.run, &self.workspace, self.n());
         let templates = workload.templates()?;
-        let floor = self.floor(&templates, &mut found).await?;
-        let budget = self.budget_floor(&workload, &templates, &floor, &mut found).await?;
+        let floor = if self.s.runs(Phase::Floor) {
+            self.floor(&templates, &mut found).await?
+        } else {
+            Floor::skipped(self.s.concurrencies[0], templates.len(), self.audit.is_some())
+        };
+        let budget = match self.s.runs(Phase::Budget) {
+            true => Some(self.budget_floor(&workload, &templates, &floor, &mut found).await?),
+            false => None,
+        };
         let audit = if floor.audit_ok { self.audit.as_ref() } else { None };
-        let provisioned = self.provision(state, &workload, &floor, &budget, &mut found).await?;
+        let provisioned = self.provision(state, &workload, &floor, budget.as_ref(), &mut found).await?;
         let writes_per_project =
             self.provisioning_writes(state.operator(), &workload, &floor, &provisioned, audit, &mut found).await?;
-        let idle = self.idle(state.operator(), audit, &mut found).await?;
-        let restart = self.restart(state, audit, &mut found).await?;
-        let latency = self.latency(state.operator(), &workload, &provisioned, &mut found).await?;
-        if self.s.idle_seconds < 600 {
+        // Without the idle window, memory is read once provisioning has settled.
+        let settled_rss_kib = metrics::memory(state.operator().pid).map(|m| m.rss_kib);
+        let idle = match self.s.runs(Phase::Idle) {
+            true => Some(self.idle(state.operator(), audit, &mut found).await?),
+            false => None,
+        };
+        let restart = match self.s.runs(Phase::Restart) {
+            true => Some(self.restart(state, audit, &mut found).await?),
+            false => None,
+        };
+        let latency = match self.s.runs(Phase::Latency) {
+            true => Some(self.latency(state.operator(), &workload, &provisioned, &mut found).await?),
+            false => None,
+        };
+        let churn = match self.s.runs(Phase::Churn) {
+            true => Some(self.churn(state.operator(), &workload, floor.concurrency, audit, &mut found).await?),
+            false => None,
+        };
+        if idle.is_some() && self.s.idle_seconds < 600 {
             found.notes.push(format!(
                 "the idle window ({} s) is shorter than the operator's safety-net resync (600 s), so it shows that \
                  nothing wakes the operator; the restart figure covers a full re-reconcile of everything",
                 self.s.idle_seconds
             ));
+        }
+        let steady_kib = idle.as_ref().map(|i| i.rss_kib).or(settled_rss_kib);
+        let kib_per_project = match (steady_kib, provisioned.base_rss_kib) {
+            (Some(steady), Some(base)) => Some(steady.saturating_sub(base) as f64 / self.n() as f64),
+            _ => None,
+        };
+        if let (Some(k), Some(base)) = (kib_per_project, provisioned.base_rss_kib) {
+            found.rows.push(Row {
+                figure: "5 memory per project".into(),
+                value: format!("{k:.1} KiB"),
+                detail: format!(
+                    "VmRSS {} over the {:.1} MiB the operator held with the Workspace and no project, divided by N; \
+                     target <= 20 KiB",
+                    if idle.is_some() { "after the idle window" } else { "once provisioning settled (no idle window)" },
+                    base as f64 / 1024.0
+                ),
+            });
         }
 
         let Found { mut rows, notes } = found;
@@ -263,14 +387,29 @@ impl Bench {
             n: self.n(),
             ratio: provisioned.ratio,
             writes_per_project,
-            idle_writes: idle.writes,
-            restart_writes: restart.writes,
-            rss_mib: idle.rss_mib,
-            recovery_s: restart.recovery.as_secs_f64(),
-            p50_ms: latency.p50.round() as u64,
-            p99_ms: latency.p99.round() as u64,
+            idle_writes: idle.as_ref().map(|i| i.writes),
+            restart_writes: restart.as_ref().map(|r| r.writes),
+            rss_mib: idle.as_ref().map(|i| i.rss_mib),
+            recovery_s: restart.as_ref().map(|r| r.recovery.as_secs_f64()),
+            p50_ms: latency.as_ref().map(|l| l.p50.round() as u64),
+            p99_ms: latency.as_ref().map(|l| l.p99.round() as u64),
+            budget_ratio: provisioned.budget_ratio,
+            budget_cpu_ratio: provisioned.budget_cpu_ratio,
+            kib_per_project,
+            churn_p99_ms: churn.as_ref().map(|c| c.p99_ms.round() as u64),
         };
-        Ok(Report { header, rows, notes, summary, cleanup_failed: None })
+        record.floor_s = floor.time.map(|t| t.as_secs_f64());
+        record.floor_api_cpu_s = floor.work.map(|w| w.cpu_s);
+        record.budget_floor_s = budget.as_ref().map(|b| b.time.as_secs_f64());
+        record.budget_floor_api_cpu_s = budget.as_ref().and_then(|b| b.work).map(|w| w.cpu_s);
+        record.operator_s = Some(provisioned.time.as_secs_f64());
+        record.operator_api_cpu_s = provisioned.work.map(|w| w.cpu_s);
+        record.operator_cpu_s = provisioned.operator_cpu_s;
+        record.rss_peak_mib = idle.as_ref().map(|i| i.peak_mib);
+        record.rss_steady_mib = steady_kib.map(|k| k.div_ceil(1024));
+        record.churn = churn.as_ref().map(|c| c.record.clone());
+        record.summary = summary.to_string();
+        Ok((Report { header, rows, notes, summary, cleanup_failed: None }, record))
     }
 
     /// The note on how writes are attributed: by user from the audit log, or estimated without one.

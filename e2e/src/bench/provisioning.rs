@@ -41,10 +41,19 @@ impl Marks {
 
 /// What provisioning left for the later figures.
 pub(super) struct Provisioned {
-    /// Operator time over floor time (figure 2).
-    pub ratio: f64,
+    /// Operator time over floor time (figure 2); None when the floor was skipped.
+    pub ratio: Option<f64>,
+    /// Operator time over budget floor time, and the same in the API server's CPU seconds.
+    pub budget_ratio: Option<f64>,
+    pub budget_cpu_ratio: Option<f64>,
     /// From the first create until the last Ready.
-    time: Duration,
+    pub time: Duration,
+    /// The API server's CPU seconds and writes in that window (local cluster only).
+    pub work: Option<ApiWork>,
+    /// The operator's CPU seconds in that window.
+    pub operator_cpu_s: Option<f64>,
+    /// The operator's resident memory with the Workspace and no project yet, the base of the memory per project.
+    pub base_rss_kib: Option<u64>,
     /// The counters at the first create.
     start: Marks,
     /// The watches of the benchmark's Projects and bindings, kept for figure 7.
@@ -58,7 +67,7 @@ pub(super) struct Provisioned {
 struct Window {
     provision: Duration,
     /// `provision` over the floor's time.
-    ratio: f64,
+    ratio: Option<f64>,
     /// Until every create was sent.
     created: Duration,
     /// "; CPU seconds meanwhile: ...".
@@ -83,7 +92,7 @@ impl Bench {
         state: &mut State,
         workload: &Workload,
         floor: &Floor,
-        budget: &BudgetFloor,
+        budget: Option<&BudgetFloor>,
         found: &mut Found,
     ) -> Result<Provisioned> {
         let op = self.start_operator().await?;
@@ -107,6 +116,7 @@ impl Bench {
             .await?;
         self.settle(op, Duration::from_secs(30)).await;
 
+        let base_rss_kib = metrics::memory(op.pid).map(|m| m.rss_kib);
         let start = Marks::take(self, op)?;
         let cpu_operator0 = self.cpu(Some(op.pid));
         let t0 = Instant::now();
@@ -121,12 +131,27 @@ impl Bench {
         let cpu_operator1 = self.cpu(Some(op.pid));
         let work = ApiWork::of(&cpu_operator0, &cpu_operator1, &start.apiserver, &metrics::apiserver_writes()?);
         let cpu = metrics::cpu_used(&cpu_operator0, &cpu_operator1, t0.elapsed());
-        let ratio = provision.as_secs_f64() / floor.time.as_secs_f64();
-        self.say(&format!("operator: all Ready after {:.1} s (ratio {ratio:.2}); settling", provision.as_secs_f64()));
+        let ratio = floor.time.map(|f| provision.as_secs_f64() / f.as_secs_f64());
+        self.say(&format!(
+            "operator: all Ready after {:.1} s{}; settling",
+            provision.as_secs_f64(),
+            ratio.map(|r| format!(" (ratio {r:.2})")).unwrap_or_default()
+        ));
+        let operator_cpu_s = metrics::cpu_of(&cpu_operator0, &cpu_operator1, "operator");
         let window = Window { provision, ratio, created, cpu, work };
         found.rows.extend(self.operator_rows(&window, floor, budget));
+        let budget_ratio = budget.map(|b| provision.as_secs_f64() / b.time.as_secs_f64());
+        let budget_cpu_ratio = match (budget.and_then(|b| b.work), work) {
+            (Some(b), Some(o)) => Some(o.cpu_s / b.cpu_s),
+            _ => None,
+        };
         Ok(Provisioned {
             ratio,
+            budget_ratio,
+            budget_cpu_ratio,
+            work,
+            operator_cpu_s,
+            base_rss_kib,
             time: provision,
             start,
             project_ready,
@@ -180,8 +205,8 @@ impl Bench {
     }
 
     /// Figure 2's rows: the operator's time, its ratios to both floors, and the API server's CPU against the floor's.
-    fn operator_rows(&self, w: &Window, floor: &Floor, budget: &BudgetFloor) -> Vec<Row> {
-        let (n, concurrency, ratio) = (self.n(), floor.concurrency, w.ratio);
+    fn operator_rows(&self, w: &Window, floor: &Floor, budget: Option<&BudgetFloor>) -> Vec<Row> {
+        let (n, concurrency) = (self.n(), floor.concurrency);
         let mut rows = vec![Row {
             figure: "2 operator".into(),
             value: format!("{:.1} s", w.provision.as_secs_f64()),
@@ -193,11 +218,16 @@ impl Bench {
                 w.cpu
             ),
         }];
-        rows.push(Row {
-            figure: "2 ratio operator/floor".into(),
-            value: format!("{ratio:.2}"),
-            detail: "target <= 1.3".into(),
-        });
+        if let Some(ratio) = w.ratio {
+            rows.push(Row {
+                figure: "2 ratio operator/floor".into(),
+                value: format!("{ratio:.2}"),
+                detail: "target <= 1.3".into(),
+            });
+        }
+        let Some(budget) = budget else {
+            return self.floor_cpu_row(rows, w, floor);
+        };
         let budget_ratio = w.provision.as_secs_f64() / budget.time.as_secs_f64();
         rows.push(Row {
             figure: "2 ratio operator/budget floor".into(),
@@ -215,6 +245,11 @@ impl Bench {
                 }
             ),
         });
+        self.floor_cpu_row(rows, w, floor)
+    }
+
+    /// Figure 2's row of the API server's CPU against the floor's, when both were measured.
+    fn floor_cpu_row(&self, mut rows: Vec<Row>, w: &Window, floor: &Floor) -> Vec<Row> {
         if let (Some(f), Some(o)) = (floor.work, w.work) {
             rows.push(Row {
                 figure: "2 API server CPU operator/floor".into(),
@@ -258,6 +293,7 @@ impl Bench {
         let audited = audit.map(|a| a.read(start.audit, end.audit)).transpose()?;
         let provisioning = self.writes_rows(audited, start, &end, 3 * n, workload, per_project);
         if let Some(all) = provisioning.operator_total
+            && let Some(floor_time) = floor.time
             && let Some(row) = found.rows.iter_mut().find(|r| r.figure == "2 operator")
         {
             row.detail.push_str(&format!(
@@ -265,7 +301,7 @@ impl Bench {
                  the floor's {} ({:.0}/s)",
                 all as f64 / provisioned.time.as_secs_f64(),
                 per_project * n,
-                (per_project * n) as f64 / floor.time.as_secs_f64()
+                (per_project * n) as f64 / floor_time.as_secs_f64()
             ));
         }
         found.rows.extend(provisioning.rows);

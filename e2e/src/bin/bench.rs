@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use e2e::bench::{self, Settings};
+use e2e::bench::{self, Phase, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -50,11 +50,51 @@ struct Args {
     /// Seconds to wait for another operator to go away and for ours to lead.
     #[arg(long, default_value_t = 30)]
     leader_timeout_seconds: u64,
+    /// Phases not to run (comma-separated). Provisioning always runs; e.g. `--skip floor,budget,latency` for a
+    /// 10,000-project run that fits in about an hour.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    skip: Vec<Phase>,
+    /// Seconds of churn after the other phases (a share of the projects changed every second); 0 skips it.
+    #[arg(long, default_value_t = 300)]
+    churn_seconds: u64,
+    /// Percent of the projects changed per second while churning (at least one change per second).
+    #[arg(long, default_value_t = 1.0)]
+    churn_percent: f64,
+    /// The file of recorded runs to append this run to (JSON lines); the plots are drawn next to it from all of
+    /// its runs.
+    #[arg(long, default_value = "docs/bench/runs.jsonl")]
+    record: PathBuf,
+    /// Record nothing and draw no plots.
+    #[arg(long)]
+    no_record: bool,
+    /// A note kept with the recorded run, e.g. "shared machine, other builds running".
+    #[arg(long)]
+    record_note: Option<String>,
+    /// Run nothing: draw the plots from the recorded runs (`--record`) and exit.
+    #[arg(long)]
+    plot_only: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // Relative to the workspace, as `make bench` runs it, wherever the binary is started from.
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let record = if args.record.is_relative() { workspace.join(&args.record) } else { args.record.clone() };
+    if args.plot_only {
+        return match bench::render_file(&record) {
+            Ok(plots) => {
+                for p in plots {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench: error: plotting {}: {e}", record.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/production/zenml-operator");
     let settings = Settings {
         projects: args.projects,
@@ -69,6 +109,11 @@ async fn main() -> ExitCode {
         operator_log: args.operator_log,
         operator_args: args.operator_arg,
         leader_timeout: Duration::from_secs(args.leader_timeout_seconds),
+        skip: args.skip.into_iter().collect(),
+        churn_seconds: args.churn_seconds,
+        churn_percent: args.churn_percent,
+        record: (!args.no_record).then_some(record),
+        record_note: args.record_note,
     };
     match bench::run(&settings).await {
         Ok(report) => {
