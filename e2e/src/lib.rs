@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod fixtures;
+pub mod network;
 pub mod node;
 pub mod objects;
 pub mod operator;
