@@ -145,16 +145,19 @@ async fn a_deleted_workspace_deletes_its_default_project_rather_than_wait_for_it
     let mut ws = declaring();
     let mut ours = finalized(zenml_api::resources::workspace::default_project(&ws).unwrap());
     ours.metadata.uid = Some("uid-default".into());
-    ws.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    ws.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let mut h = with(&ws);
     h.caches.project(&ours).project(&project());
 
     reconcile(Arc::new(ws), h.ctx.clone()).await.expect("reconciled");
 
     let deletes: Vec<String> = h.server.lines().into_iter().filter(|l| l.starts_with("DELETE")).collect();
-    assert_eq!(deletes, [format!("DELETE {PROJECTS}/ws-default")], "its own project p is not the workspace's to delete");
+    assert_eq!(
+        deletes,
+        [format!("DELETE {PROJECTS}/ws-default")],
+        "its own project p is not the workspace's to delete"
+    );
     let status = h.server.status_writes().pop().unwrap();
     assert_eq!(condition(&status.body, "ProjectsReady"), fails("ProjectsRemain"));
 }
