@@ -229,3 +229,54 @@ async fn a_retained_project_revokes_every_grant_first_keeps_its_quota_and_walls_
     let finalizer = &writes[8];
     assert_eq!(finalizer.body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
 }
+
+/// `p` expiring `secs` from now (negative: that long ago).
+fn expiring(secs: i64) -> Project {
+    let mut p = finalized(project());
+    let at = Timestamp::now().checked_add(k8s_openapi::jiff::SignedDuration::from_secs(secs)).unwrap();
+    p.spec.expires_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+    p
+}
+
+#[tokio::test]
+async fn a_project_that_expires_later_is_woken_at_the_instant_not_polled() {
+    let p = expiring(90);
+    let h = with(&p);
+
+    let action = reconcile(Arc::new(p), h.ctx.clone()).await.expect("reconciled");
+
+    let namespace = h.server.writes().into_iter().find(|c| c.line() == NAMESPACE).expect("the namespace");
+    assert!(namespace.body["metadata"]["labels"].get(labels::FROZEN).is_none(), "not frozen yet");
+    let status = h.server.status_writes().pop().unwrap();
+    assert_eq!(condition(&status.body, "Frozen"), fails("NotFrozen"));
+    // Action keeps its delay private: read it from its Debug form, `requeue_after: Some(90.19s)`.
+    let debug = format!("{action:?}");
+    let after: f64 =
+        debug.split("Some(").nth(1).and_then(|r| r.split('s').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!((85.0..=90.5).contains(&after), "requeued at the expiry (in about 90 s), not at the resync: {debug}");
+}
+
+#[tokio::test]
+async fn an_expired_project_is_frozen_by_the_freeze_label_and_says_so_in_an_event() {
+    let p = expiring(-5);
+    let h = with(&p);
+
+    let action = reconcile(Arc::new(p), h.ctx.clone()).await.expect("reconciled");
+
+    assert_eq!(action, Action::requeue(RESYNC), "nothing more to wait for");
+    let namespace = h.server.writes().into_iter().find(|c| c.line() == NAMESPACE).expect("the namespace");
+    assert_eq!(namespace.body["metadata"]["labels"][labels::FROZEN], "true", "what the freeze policy reads");
+    let status = h.server.status_writes().pop().unwrap();
+    assert_eq!(condition(&status.body, "Frozen"), holds("Expired"));
+    assert_eq!(condition(&status.body, "Ready"), holds("Ready"), "frozen is beside Ready, not part of it");
+    // Events are published in the background.
+    let mut expired = None;
+    for _ in 0..100 {
+        expired = h.server.events().into_iter().find(|e| e.body["reason"] == "Expired");
+        if expired.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(expired.expect("an Expired Event").body["type"], "Warning");
+}
