@@ -161,3 +161,25 @@ async fn a_deleted_workspace_deletes_its_default_project_rather_than_wait_for_it
     let status = h.server.status_writes().pop().unwrap();
     assert_eq!(condition(&status.body, "ProjectsReady"), fails("ProjectsRemain"));
 }
+
+#[tokio::test]
+async fn a_default_project_as_declared_is_not_written_again() {
+    let ws = declaring();
+    let mut ours = finalized(zenml_api::resources::workspace::default_project(&ws).unwrap());
+    ours.metadata.uid = Some("uid-default".into());
+    // As the API server returns it: with its status and fields others set.
+    ours.spec.owners = vec![zenml_api::Subject {
+        kind: zenml_api::SubjectKind::User,
+        name: "carol".into(),
+        project: None,
+        namespace: None,
+    }];
+    ours.status = Some(Default::default());
+    let mut h = with(&ws);
+    h.caches.project(&ours);
+
+    reconcile(Arc::new(ws), h.ctx.clone()).await.expect("reconciled");
+
+    let lines = h.server.lines();
+    assert!(lines.iter().all(|l| !l.contains(PROJECTS)), "an idle operator writes nothing: {lines:?}");
+}
