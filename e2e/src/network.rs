@@ -16,6 +16,8 @@
 //! m.cell("same namespace", &peer, &server, true).await;
 //! m.cell("other namespace", &other, &server, false).await;   // refused by ns_a's NetworkPolicy
 //! m.cell_to("to the API server", &peer, "10.96.0.1", 443, true).await;
+//! let host = e2e::network::HostServer::start();               // outside the pod and Service ranges
+//! m.cell_to("to the node's host", &peer, &host.ip, host.port, true).await;
 //! m.finish();                                             // prints the table; panics listing every wrong cell
 //! ```
 //!
@@ -24,6 +26,10 @@
 //! expected outcome, then check it holds on a second attempt, and record how long it took.
 
 use std::fmt;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -372,6 +378,63 @@ impl Matrix {
         let wrong: Vec<&str> = self.cells.iter().filter(|c| !c.ok()).map(|c| c.what.as_str()).collect();
         assert!(wrong.is_empty(), "{} cell(s) did not hold: {wrong:?}\n{table}", wrong.len());
     }
+}
+
+/// A TCP server in the test process, listening on every address of the machine the tests run on, answering like a
+/// probe: a target outside the pod and Service ranges, for egress cells ("to an address outside the cluster").
+/// Pods reach it at [`HostServer::ip`], the node's InternalIP (for the local cluster, this machine; pods have no
+/// route to the internet there, so a real outside address would time out whatever the policy). Only for the local
+/// cluster: [`HostServer::start`] panics when the tests do not run on the node. Stops when dropped.
+pub struct HostServer {
+    pub ip: String,
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl HostServer {
+    pub fn start() -> HostServer {
+        assert!(
+            crate::local_cluster_dir().is_some_and(|d| d.join("node").is_dir()),
+            "HostServer needs the local cluster's node on this machine (e2e/cluster up as root)"
+        );
+        let ip = node_ip();
+        let listener = TcpListener::bind("0.0.0.0:0").expect("a free port on this machine");
+        let port = listener.local_addr().expect("an address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(mut c) = conn {
+                    let _ = writeln!(c, "ok {port}");
+                }
+            }
+        });
+        HostServer { ip, port, stop }
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1));
+    }
+}
+
+/// The InternalIP of the first node: where pods reach the node's host.
+pub fn node_ip() -> String {
+    let nodes = kubectl_json(&["get", "nodes"]);
+    nodes["items"][0]["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .expect("a node with an InternalIP")
+        .to_owned()
 }
 
 /// The NetworkPolicies in `namespace`, by name, for failure messages.

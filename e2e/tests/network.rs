@@ -106,6 +106,8 @@ async fn project_isolation_admits_its_own_namespace_only() {
     m.cell_port("... on the second port too: refused", &outside, &server, PORTS[1], false).await;
     m.cell("egress to a namespace without a wall: allowed", &peer, &outside, true).await;
     m.cell_to("egress to the API server (10.96.0.1:443): allowed", &peer, "10.96.0.1", 443, true).await;
+    let host = network::HostServer::start();
+    m.cell_to("egress outside the cluster (the node's host): allowed", &peer, &host.ip, host.port, true).await;
     m.finish();
 }
 
