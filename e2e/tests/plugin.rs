@@ -500,6 +500,8 @@ async fn prune_deletes_expired_projects_by_their_deletion_policy() {
     }
     assert_eq!(condition("project", &gone, "Frozen"), Some(("True".into(), "Expired".into())));
     assert_eq!(condition("project", &fresh, "Frozen"), Some(("False".into(), "NotFrozen".into())));
+    let described = home.ok(&["project", "describe", &gone]);
+    assert!(described.lines().any(|l| l.starts_with("Expires:") && l.contains("expired")), "{described}");
 
     let mut no_tty = home.zenml(&["project", "prune", "-w", &ws]);
     no_tty.stdin(std::process::Stdio::null());

@@ -331,6 +331,13 @@ pub async fn describe(s: &Session, reference: Option<&str>) -> Result<()> {
     let owners: Vec<String> = p.spec.owners.iter().map(names::describe_subject).collect();
     field("Owners", if owners.is_empty() { "-".into() } else { owners.join(", ") });
     field("Namespace", dash(status.namespace.as_deref()));
+    if let Some(at) = &p.spec.expires_at {
+        let past = at.0 <= k8s_openapi::jiff::Timestamp::now();
+        field(
+            "Expires",
+            format!("{}{}", at.0, if past { " (expired: frozen; `project prune` deletes it)" } else { "" }),
+        );
+    }
     field("Active", active);
     field("Ready", if ready == "True" { ready } else { format!("{ready} ({reason}): {message}") });
     if !status.conditions.is_empty() {
