@@ -152,6 +152,7 @@ fn default_values_render_a_hardened_highly_available_operator() {
             "--developer-cluster-role=edit",
             "--contributor-cluster-role=zenml-project-contributor",
             "--viewer-cluster-role=view",
+            "--template-kinds=v1/ConfigMap,v1/LimitRange,networking.k8s.io/v1/NetworkPolicy",
             "--workspace-policy=zenml-operator-workspace-policies",
         ]
     );
@@ -341,6 +342,10 @@ fn expected_cluster_role_rules() -> Value {
         {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "serviceaccounts"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+        // Workspace templates (templates.kinds): cache, get before a create (someone else's is left alone), apply, prune.
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["limitranges"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         // Workspace delegation: the ClusterRole goes by garbage collection only; the binding goes with the last admin.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["list", "watch", "create", "patch"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterrolebindings"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},

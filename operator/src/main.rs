@@ -77,6 +77,12 @@ struct RunArgs {
     /// Seconds between attempts to acquire or renew.
     #[arg(long, default_value_t = 2)]
     retry_period_seconds: u64,
+    /// The kinds Workspace templates may have, comma-separated `apiVersion/Kind`s (`v1/ConfigMap`,
+    /// `networking.k8s.io/v1/NetworkPolicy`); empty for none. Only namespaced kinds the API server serves, never RBAC
+    /// kinds; the operator needs get, list, watch, create, patch and delete on each (the chart's `templates.kinds`
+    /// grants them, and passes them here).
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_TEMPLATE_KINDS)]
+    template_kinds: Vec<String>,
     /// ClusterRole behind the project role `admin`.
     #[arg(long, default_value = "admin")]
     admin_cluster_role: String,
@@ -94,6 +100,9 @@ struct RunArgs {
     #[arg(long, default_value = "zenml-workspace-policies", overrides_with = "workspace_policy")]
     workspace_policy: String,
 }
+
+/// The chart's default `templates.kinds`.
+const DEFAULT_TEMPLATE_KINDS: &str = "v1/ConfigMap,v1/LimitRange,networking.k8s.io/v1/NetworkPolicy";
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
@@ -141,6 +150,7 @@ impl From<RunArgs> for RunConfig {
             concurrency: args.concurrency,
             metrics_addr: args.metrics_addr,
             settings: Settings {
+                template_kinds: args.template_kinds.into_iter().filter(|k| !k.is_empty()).collect(),
                 roles: RoleMap::new(
                     &args.admin_cluster_role,
                     &args.developer_cluster_role,

@@ -103,3 +103,20 @@ follows.
 {{- fail "leaderElection.retryPeriod must be less than leaderElection.renewDeadline" }}
 {{- end }}
 {{- end }}
+
+{{/* The API group of an apiVersion: "" for the core group ("v1"). */}}
+{{- define "zenml-operator.apiGroup" -}}
+{{- if contains "/" . }}{{ index (splitList "/" .) 0 }}{{ end }}
+{{- end }}
+
+{{/* templates.kinds as --template-kinds takes them: apiVersion/Kind, comma-separated. */}}
+{{- define "zenml-operator.templateKinds" -}}
+{{- $kinds := list }}
+{{- range .Values.templates.kinds }}
+{{- if hasPrefix "rbac.authorization.k8s.io/" .apiVersion }}
+{{- fail (printf "templates.kinds: %s is an RBAC kind; a template must never grant access" .kind) }}
+{{- end }}
+{{- $kinds = append $kinds (printf "%s/%s" .apiVersion .kind) }}
+{{- end }}
+{{- join "," $kinds }}
+{{- end }}

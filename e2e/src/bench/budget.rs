@@ -153,6 +153,7 @@ fn budget_project(workload: &Workload, name: &str) -> Result<BudgetProject> {
             hard: q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default(),
             used: BTreeMap::new(),
         }),
+        templates: None,
     };
     let bound = |b: &ProjectRoleBinding, rb: &RoleBinding| {
         let s = ProjectRoleBindingStatus {

@@ -41,3 +41,10 @@ pub const FORMER_WORKSPACE: &str = "zenml.io/former-workspace";
 /// Fingerprint of what the operator last applied to an object: a changed spec changes it, so fields the operator
 /// stopped setting are removed even though everything it still sets is in place.
 pub const APPLIED_HASH: &str = "zenml.io/applied-hash";
+/// The Workspace template an object in a project namespace was applied from (`spec.templates[].name`).
+pub const TEMPLATE: &str = "zenml.io/template";
+/// Selector for the project children the operator builds itself (not the templates it applies), for the typed
+/// children's watches: a template LimitRange or NetworkPolicy is no child of the LimitRange or NetworkPolicy kind.
+pub const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator,!zenml.io/template";
+/// Selector for the objects applied from Workspace templates, for the template kinds' watches.
+pub const TEMPLATE_SELECTOR: &str = "app.kubernetes.io/managed-by=zenml-operator,zenml.io/template";

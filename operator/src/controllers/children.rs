@@ -19,9 +19,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use zenml_api::labels::{self, MANAGED_SELECTOR};
+use zenml_api::labels::{self, CHILD_SELECTOR, TEMPLATE_SELECTOR};
 use zenml_api::resources::Children;
+use zenml_api::status::templates::TemplateProblem;
 
+use super::templates::{Catalog, TemplateKind};
 use crate::watch::cache::{self, Child, ChildStore};
 use crate::watch::{list_config, strip};
 use crate::write::apply::{Change, delete_child, ensure_child};
@@ -72,13 +74,15 @@ pub struct ChildStores {
     pub quotas: ChildStore<ResourceQuota>,
     pub role_bindings: ChildStore<RoleBinding>,
     kinds: Vec<Arc<dyn ChildKind>>,
+    /// The kinds workspace templates may have.
+    templates: Arc<Catalog>,
 }
 
 impl ChildStores {
     /// Watches every child kind, filtered by our label, into its compact cache; the stream says what each change
     /// touched.
-    pub fn watch(client: &Client) -> (ChildStores, BoxStream<'static, watcher::Result<Touched>>) {
-        let mut table = Table::new(Some(client.clone()));
+    pub fn watch(client: &Client, templates: Catalog) -> (ChildStores, BoxStream<'static, watcher::Result<Touched>>) {
+        let mut table = Table::new(Some(client.clone()), templates);
         let stores = table.describe();
         (stores, stream::select_all(table.streams).boxed())
     }
@@ -86,7 +90,7 @@ impl ChildStores {
     /// The same caches without watches, for tests: filled by hand through the writers.
     #[cfg(test)]
     pub fn for_tests() -> (ChildStores, ChildWriters) {
-        let mut table = Table::new(None);
+        let mut table = Table::new(None, Catalog::for_tests());
         let stores = table.describe();
         (stores, ChildWriters(table.writers))
     }
@@ -105,8 +109,10 @@ impl ChildStores {
                 let more = result?;
                 ensured.changes.extend(more.changes);
                 ensured.forbidden.extend(more.forbidden);
+                ensured.templates.extend(more.templates);
             }
         }
+        ensured.templates.extend(self.templates.unmatched(children));
         Ok(ensured)
     }
 
@@ -141,10 +147,12 @@ impl ChildStores {
 pub struct Ensured {
     pub changes: Vec<Change>,
     pub forbidden: Vec<String>,
+    /// Templates not applied, and why (see `templates`).
+    pub templates: Vec<TemplateProblem>,
 }
 
 /// A kind of child, whatever its type.
-trait ChildKind: Send + Sync {
+pub(super) trait ChildKind: Send + Sync {
     fn stage(&self) -> Stage;
     fn ready(&self) -> BoxFuture<'_, ()>;
     fn ensure<'a>(&'a self, client: &'a Client, children: &'a Children) -> BoxFuture<'a, Result<Ensured>>;
@@ -345,11 +353,12 @@ struct Table {
     streams: Vec<BoxStream<'static, watcher::Result<Touched>>>,
     /// The caches' write sides when no watch feeds them, one per kind.
     writers: Vec<Box<dyn std::any::Any + Send>>,
+    templates: Catalog,
 }
 
 impl Table {
-    fn new(client: Option<Client>) -> Self {
-        Table { client, kinds: Vec::new(), streams: Vec::new(), writers: Vec::new() }
+    fn new(client: Option<Client>, templates: Catalog) -> Self {
+        Table { client, kinds: Vec::new(), streams: Vec::new(), writers: Vec::new(), templates }
     }
 
     /// This is the one table of child kinds.
@@ -363,18 +372,40 @@ impl Table {
             self.add(Kind::new(|c| c.role_bindings.iter().collect(), OnRelease::DeleteAll).granting(
                 |rb: &RoleBinding| format!("RoleBinding {} to ClusterRole {}", rb.name_any(), rb.role_ref.name),
             ));
-        ChildStores { quotas, role_bindings, kinds: std::mem::take(&mut self.kinds) }
+        // Workspace templates: one row per kind the operator may manage, released like the limits and walls.
+        for ar in self.templates.available.clone() {
+            let store = self.watched(Api::all_with, ar.clone(), TEMPLATE_SELECTOR, false);
+            self.kinds.push(Arc::new(TemplateKind { ar, store }));
+        }
+        let templates = Arc::new(std::mem::take(&mut self.templates));
+        ChildStores { quotas, role_bindings, kinds: std::mem::take(&mut self.kinds), templates }
     }
 
     fn add<K: ChildObject>(&mut self, kind: Kind<K>) -> ChildStore<K> {
-        let (reader, mut writer) = cache::store();
         let frees_budget = kind.frees_budget;
-        self.kinds.push(Arc::new(Cached { kind, store: reader.clone() }));
+        let store = self.watched(|c, _: &()| Api::<K>::all(c), (), CHILD_SELECTOR, frees_budget);
+        self.kinds.push(Arc::new(Cached { kind, store: store.clone() }));
+        store
+    }
+
+    /// A cache of `K` fed by a watch of the objects `selector` selects (by hand in tests).
+    fn watched<K, D>(
+        &mut self,
+        api: fn(Client, &D) -> Api<K>,
+        dyntype: D,
+        selector: &str,
+        frees_budget: bool,
+    ) -> ChildStore<K>
+    where
+        K: kube::Resource<DynamicType = D> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+        D: Send + Sync + 'static,
+    {
+        let (reader, mut writer) = cache::store();
         let Some(client) = &self.client else {
             self.writers.push(Box::new(writer));
             return reader;
         };
-        let touched = watcher(Api::<K>::all(client.clone()), list_config().labels(MANAGED_SELECTOR))
+        let touched = watcher(api(client.clone(), &dyntype), list_config().labels(selector))
             .default_backoff()
             .modify(strip)
             .inspect_ok(move |event| writer.apply(event))
@@ -400,6 +431,13 @@ impl ChildWriters {
     pub fn apply<K: ChildObject>(&mut self, event: watcher::Event<K>) -> &mut Self {
         let writer = self.0.iter_mut().find_map(|w| w.downcast_mut::<cache::ChildWriter<K>>());
         writer.expect("a child kind of the table").apply(&event);
+        self
+    }
+
+    /// Feeds `event` to the cache of the (only) template kind of the tests, ConfigMap.
+    pub fn apply_template(&mut self, event: watcher::Event<kube::core::DynamicObject>) -> &mut Self {
+        let writer = self.0.iter_mut().find_map(|w| w.downcast_mut::<cache::ChildWriter<kube::core::DynamicObject>>());
+        writer.expect("the template kind of the tests").apply(&event);
         self
     }
 }

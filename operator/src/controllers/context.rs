@@ -27,6 +27,8 @@ use zenml_api::{Project, ProjectRoleBinding, Workspace};
 /// Settings from the command line.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
+    /// The kinds workspace templates may have, as `apiVersion/Kind` (`--template-kinds`, the chart's `templates.kinds`).
+    pub template_kinds: Vec<String>,
     pub roles: RoleMap,
     /// Namespaces no Project may claim besides `default` and `kube-*`: the operator's own, for one.
     pub protected_namespaces: Vec<String>,

@@ -8,6 +8,7 @@ mod default_project;
 #[cfg(test)]
 pub(crate) mod mocked;
 pub mod project;
+pub mod templates;
 pub mod workspace;
 
 use std::sync::Arc;

@@ -78,7 +78,8 @@ async fn lead(
     shutdown: Shared<futures::future::BoxFuture<'static, ()>>,
 ) -> Result<()> {
     let (wake_tx, wake_rx) = mpsc::unbounded();
-    let w = watches::start(client, wake_rx);
+    let templates = crate::controllers::templates::Catalog::discover(client, &cfg.settings.template_kinds).await;
+    let w = watches::start(client, wake_rx, templates);
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context::new(client.clone(), w.stores.clone(), cfg, metrics.clone(), synced_rx, wake_tx));
     let config = kube::runtime::controller::Config::default().concurrency(cfg.concurrency);

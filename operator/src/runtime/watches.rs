@@ -17,6 +17,7 @@ use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
 use crate::controllers::children::ChildStores;
 use crate::controllers::context::Stores;
+use crate::controllers::templates::Catalog;
 use crate::controllers::{binding, project, workspace};
 use crate::watch::binding_index::BindingIndex;
 use crate::watch::guard::Invalid;
@@ -34,7 +35,11 @@ pub struct Watches {
 }
 
 /// Starts the watches. `wake` is how the workspace reconciler wakes projects (see `Context::wake_project`).
-pub fn start(client: &Client, wake: mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Project>>) -> Watches {
+pub fn start(
+    client: &Client,
+    wake: mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Project>>,
+    templates: Catalog,
+) -> Watches {
     let (invalid_tx, invalid) = mpsc::unbounded();
     let (projects, events) = watch::ours::<Project>(client, &invalid_tx);
     let ([projects_p, projects_w, projects_b], project_watch) =
@@ -47,7 +52,7 @@ pub fn start(client: &Client, wake: mpsc::UnboundedReceiver<kube::runtime::refle
     let index = binding_index.clone();
     let events = events.inspect_ok(move |event| index.apply(event));
     let ([bindings_b, bindings_p], binding_watch) = fan_out(events.touched_objects().map_ok(Arc::new), 1024, "binding");
-    let (children, touched) = ChildStores::watch(client);
+    let (children, touched) = ChildStores::watch(client, templates);
     let ([children_p, children_b], child_watch) = fan_out(touched, 1024, "children");
     let (namespaces, namespace_stream) = watch::cached::<PartialObjectMeta<Namespace>>(client, list_config());
     let (cluster_roles, cluster_role_stream) =

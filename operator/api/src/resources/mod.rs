@@ -6,6 +6,7 @@ pub mod compare;
 pub mod project;
 pub mod quantity;
 pub mod roles;
+pub mod templates;
 pub mod validate;
 pub mod workspace;
 

@@ -46,6 +46,8 @@ pub struct Children {
     pub roles_not_allowed: Vec<String>,
     /// Subjects per role: workspace members and the project's ProjectRoleBindings that are in force.
     pub members: BTreeMap<String, i32>,
+    /// The workspace's templates, as objects in the project namespace (see `templates`).
+    pub templates: super::templates::Templates,
 }
 
 /// The quota a project asks for: the workspace default, overridden key by key by the project.
@@ -170,6 +172,7 @@ pub fn desired(
         delegation: delegation(project, &owner),
         roles_not_allowed,
         members: members(project, workspace, roles, bindings, now),
+        templates: super::templates::desired(project, workspace, &owner),
     };
     stamp(&mut children.delegation);
     stamp(&mut children.namespace);

@@ -58,6 +58,8 @@ vocabulary! {
         Frozen,
         /// Workspace: its `spec.policies` hold in its projects (the binding of the workspace policy exists).
         PoliciesReady,
+        /// Project: every template of its workspace that it does not exclude is applied in its namespace.
+        TemplatesReady,
         /// Workspace: the default project it declares (`spec.defaultProject`) exists and is its own.
         DefaultProjectReady,
     }
@@ -110,6 +112,13 @@ vocabulary! {
         NotFrozen,
         Applied,
         NameConflict,
+        // TemplatesReady
+        TemplatesApplied,
+        NoTemplates,
+        TemplateConflict,
+        TemplateKindNotAllowed,
+        TemplateForbidden,
+        TemplateRefused,
         // Events only
         NamespaceRecreated,
         NamespaceRetained,

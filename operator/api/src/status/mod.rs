@@ -4,3 +4,4 @@
 pub mod binding;
 pub mod conditions;
 pub mod project;
+pub mod templates;

@@ -12,6 +12,7 @@ mod common;
 mod policies;
 mod project;
 pub mod schema;
+pub mod templates;
 mod workspace;
 
 pub use binding::{BoundTo, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
@@ -20,6 +21,7 @@ pub use common::{
 };
 pub use policies::{AllowedToleration, WorkspacePolicies};
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
+pub use templates::Template;
 pub use workspace::{
     CustomRole, DefaultProject, ProjectDefaults, TenantRuleExceptions, Workspace, WorkspaceBudget,
     WorkspaceBudgetStatus, WorkspaceMember, WorkspaceSpec, WorkspaceStatus,

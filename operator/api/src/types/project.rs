@@ -93,6 +93,11 @@ pub struct ProjectSpec {
     #[x_kube(validation = kube::core::Rule::new("self.all(s, s.kind != 'ServiceAccount')")
         .message("owners are users and groups; grant a ServiceAccount a role with a ProjectRoleBinding"))]
     pub owners: Vec<Subject>,
+    /// Templates of the workspace (its `spec.templates`, by name) this project does without: they are not applied in
+    /// its namespace, and deleted from it if they were. A template the workspace marks `required` is applied anyway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::templates::excluded_templates")]
+    pub excluded_templates: Vec<String>,
     /// When the project expires (RFC 3339, e.g. 2026-12-31T18:00:00Z), for experiments. From then on it is frozen
     /// exactly as by `frozen` (condition `Frozen`, reason `Expired`, and an Event), and `kubectl zenml project prune`
     /// lists it for deletion (each by its `deletionPolicy`). Moving it into the future, or removing it, unfreezes the
@@ -141,6 +146,9 @@ pub struct ProjectStatus {
     /// The quota granted to the project and its use, mirrored from the ResourceQuota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<ProjectQuotaStatus>,
+    /// How many of the workspace's templates are applied in the project namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<i32>,
 }
 
 /// Quota granted to a project and its use.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
 use super::policies::WorkspacePolicies;
+use super::templates::Template;
 
 /// A ZenML Pro workspace: projects that share admins, defaults, a budget and a set of allowed roles.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -93,6 +94,10 @@ pub struct WorkspaceSpec {
     /// Freezes every project of the workspace, as each Project's `spec.frozen` does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frozen: bool,
+    /// Namespaced objects applied into every project namespace of the workspace (see `Template`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::templates::template_list")]
+    pub templates: Vec<Template>,
     /// A project the operator creates and keeps for this workspace, with ZenML project ID `default`, so that
     /// `zenml project set default` and `kubectl zenml workspace use` work out of the box. It is owned by the
     /// workspace: restored when deleted by hand, deleted (by its `deletionPolicy`) when this field is removed or the

@@ -5,6 +5,7 @@
 pub mod api;
 mod binding;
 mod project;
+mod templates;
 mod workspace;
 
 use std::collections::BTreeMap;

@@ -38,6 +38,8 @@ use crate::write::finalizer;
 /// How long a healthy project waits before it is checked again without any event. Events drive everything; this
 /// is only a safety net, and a check that finds nothing to do writes nothing.
 pub(crate) const RESYNC: Duration = Duration::from_secs(600);
+/// How soon a project whose template is blocked by someone else's object looks again (one GET per such template).
+const TEMPLATE_CONFLICT_RECHECK: Duration = Duration::from_secs(15);
 
 pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action> {
     ctx.synced().await?;
@@ -135,8 +137,8 @@ async fn provision(
     let now = Timestamp::now();
     let bindings = super::binding::in_force(ctx, project, workspace, now);
     let bindings: Vec<&ProjectRoleBinding> = bindings.iter().map(|b| &**b).collect();
-    let children = desired(project, workspace, quota, &ctx.settings.roles, &bindings, now);
-    let Ensured { changes, forbidden } = match write_children(project, &children, ctx).await {
+    let mut children = desired(project, workspace, quota, &ctx.settings.roles, &bindings, now);
+    let Ensured { changes, forbidden, templates } = match write_children(project, &children, ctx).await {
         Ok(written) => written,
         Err(e) => {
             let (cond, reason) = match &e {
@@ -165,8 +167,16 @@ async fn provision(
         conds.retain(|c| c.type_ != ConditionType::AccessReady);
         conds.push(Cond::fail(ConditionType::AccessReady, Reason::BindForbidden, msg));
     }
+    conds.push(zenml_api::status::templates::condition(&children.templates, &templates));
+    // The status counts the templates applied: those without a problem.
+    children.templates.objects.retain(|o| !templates.iter().any(|p| o.metadata.name.as_ref() == Some(&p.name)));
     let usage_wait = write_status(project, api, ctx, conds, Some(&children)).await?;
-    Ok(Action::requeue(status::until_expiry(project, usage_wait.unwrap_or(RESYNC))))
+    // Someone else's object in a template's place is not watched (not ours): whether it is gone is asked again soon.
+    let resync = match templates.iter().any(|p| p.reason == Reason::TemplateConflict) {
+        true => TEMPLATE_CONFLICT_RECHECK,
+        false => RESYNC,
+    };
+    Ok(Action::requeue(status::until_expiry(project, usage_wait.map_or(resync, |w| w.min(resync)))))
 }
 
 pub(super) fn namespace_is_ours(ns: &PartialObjectMeta<Namespace>, project: &Project) -> bool {
@@ -201,6 +211,7 @@ async fn write_children(project: &Project, c: &Children, ctx: &Context) -> Resul
     let ensured = s.children.ensure(client, c).await?;
     written.changes.extend(ensured.changes);
     written.forbidden.extend(ensured.forbidden);
+    written.templates.extend(ensured.templates);
     // Children this project owned but no longer wants (a member role removed, isolation turned off, ...).
     written.changes.extend(s.children.prune(client, &ns, project.uid().as_deref(), c).await?);
     // RoleBindings of ProjectRoleBindings that are gone. The garbage collector would delete them too, but only once

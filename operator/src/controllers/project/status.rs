@@ -111,6 +111,10 @@ pub(super) async fn write_status(
             .or_else(|| previous.namespace.clone().filter(|_| provisioned)),
         members,
         quota: if provisioned { quota } else { previous.quota.clone() },
+        templates: match children {
+            Some(c) => Some(c.templates.objects.len() as i32),
+            None => previous.templates,
+        },
     };
     if status == previous {
         return Ok(None);
