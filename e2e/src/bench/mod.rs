@@ -320,6 +320,13 @@ impl Bench {
         if !skipped.is_empty() {
             found.notes.push(format!("skipped: {}", skipped.join(", ")));
         }
+        if !self.s.runs(Phase::Floor) && self.audit.is_some() {
+            found.notes.push(
+                "without the floor, the audit log is trusted unchecked (the floor's creates are what show it is this \
+                 cluster's and complete)"
+                    .into(),
+            );
+        }
         let mut record = RunRecord::start(&self.s, &header);
         self.refuse_other_operators().await?;
         let workload = Workload::new(&self.run, &self.workspace, self.n());
@@ -475,4 +482,23 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum as _;
+
+    use super::*;
+
+    #[test]
+    fn each_phase_is_skipped_by_the_name_it_is_reported_and_recorded_by() {
+        for p in Phase::value_variants() {
+            assert_eq!(Phase::from_str(p.name(), false), Ok(*p));
+        }
+        assert_eq!(Phase::from_str("budget-floor", false), Ok(Phase::Budget));
+        let s = Settings { churn_seconds: 0, ..Settings::default() };
+        assert!(!s.runs(Phase::Churn) && s.runs(Phase::Floor));
+        let s = Settings { skip: [Phase::Floor].into(), ..Settings::default() };
+        assert!(!s.runs(Phase::Floor) && s.runs(Phase::Churn));
+    }
 }
