@@ -7,7 +7,7 @@ use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, ResourceExt};
 use zenml_api::{DeletionPolicy, Project};
 
-use super::info;
+use super::{info, warn};
 use crate::cli::PruneArgs;
 use crate::error::{Error, Op, Result};
 use crate::names;
@@ -79,6 +79,8 @@ pub async fn prune(s: &Session, a: &PruneArgs) -> Result<()> {
         }
     }
     let api: Api<Project> = s.projects();
+    // One refusal (a project of a workspace you do not administer) does not stop the others; the first is returned.
+    let mut failed = Vec::new();
     for p in &expired {
         let name = p.name_any();
         // Only the instance listed: a project recreated under its name meanwhile is not ours to delete.
@@ -89,7 +91,12 @@ pub async fn prune(s: &Session, a: &PruneArgs) -> Result<()> {
         match api.delete(&name, &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => continue,
-            Err(e) => return Err(Op::new("delete", PROJECTS).name(&name).err(e)),
+            Err(e) => {
+                let e = Op::new("delete", PROJECTS).name(&name).err(e);
+                warn(format!("project {name} not deleted: {e}"));
+                failed.push(e);
+                continue;
+            }
         }
         let what = match p.spec.deletion_policy {
             DeletionPolicy::Delete => format!("its namespace {name} is deleted with it"),
@@ -97,7 +104,10 @@ pub async fn prune(s: &Session, a: &PruneArgs) -> Result<()> {
         };
         info(s.format, format!("Deleted project {name} (workspace {}): {what}.", p.spec.workspace));
     }
-    Ok(())
+    match failed.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ pub struct WorkspaceSpec {
 pub struct DefaultProject {
     /// The Project's name, which is its namespace's name, cluster-wide. Defaults to `<projectNamePrefix>default`
     /// when the workspace has a `projectNamePrefix`, else `<workspace>-default`. Must start with the
-    /// `projectNamePrefix`.
+    /// `projectNamePrefix`. Changing it (or the prefix it is derived from) makes a new project and deletes the old
+    /// one by its `deletionPolicy`: set `Retain` first to keep its namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::dns_label")]
     #[x_kube(validation = kube::core::Rule::new("self != 'default' && !self.startsWith('kube-')")
