@@ -181,7 +181,14 @@ impl Operator {
             Some(_) => &["--namespace", OPERATOR_NAMESPACE, "--lease-namespace", OPERATOR_NAMESPACE],
             None => &[],
         };
-        let args: Vec<&str> = own_namespace.iter().chain(args).copied().collect();
+        let endpoints: Vec<String> =
+            api_server_endpoints().iter().map(|e| format!("--api-server-endpoint={e}")).collect();
+        let args: Vec<&str> = own_namespace
+            .iter()
+            .copied()
+            .chain(endpoints.iter().map(String::as_str))
+            .chain(args.iter().copied())
+            .collect();
         spawn(&binary(), &args, impersonate.cloned().or_else(crate::kubeconfig), &[])
     }
 
@@ -358,6 +365,18 @@ fn spawn(
     op
 }
 
+/// The API server as the local cluster's pods reach it (IP:PORT), for restricted egress to allow: its `kubernetes`
+/// Service has no endpoints (the API server listens on loopback, which an EndpointSlice may not name), and pods reach
+/// it by a translation to that loopback address (see `e2e/cluster`), which is what a cluster admin tells the operator
+/// (`egress.apiServerEndpoints`) on such a cluster. None on another cluster: there the EndpointSlices tell.
+pub fn api_server_endpoints() -> Vec<String> {
+    let Some(server) = crate::local_cluster_dir().and_then(|dir| std::fs::read_to_string(dir.join("server")).ok())
+    else {
+        return Vec::new();
+    };
+    server.trim().strip_prefix("https://").map(str::to_owned).into_iter().collect()
+}
+
 /// The chart's release the tests share in `ZENML_E2E_OPERATOR=chart` mode.
 pub const CHART_RELEASE: &str = "zenml-operator";
 
@@ -381,7 +400,8 @@ fn chart_operator() -> Operator {
             // tests check them by those names: a second copy would refuse first, under its own name.
             .args(["--set", "admissionPolicies.enabled=false"])
             // ... and the operator binds files/' workspace policy, once per workspace.
-            .args(["--set", "extraArgs={--workspace-policy=zenml-workspace-policies}"]),
+            .args(["--set", "extraArgs={--workspace-policy=zenml-workspace-policies}"])
+            .args(["--set", &format!("egress.apiServerEndpoints={{{}}}", api_server_endpoints().join(","))]),
     );
     let selector = format!("app.kubernetes.io/instance={CHART_RELEASE}");
     let pods =

@@ -1537,6 +1537,110 @@ async fn workspace_allow_lists_hold_in_its_projects() {
     assert_ok(&other_dev.create(&claim(&unique("pvc"), &b, Some("slow"))), "any claim there");
 }
 
+/// A project narrows its workspace's allow-lists for itself (`spec.policies` on the Project): a value must be allowed
+/// by both, the refusal names the project's rule; its sibling keeps the workspace's lists; a project listing what
+/// the workspace does not allow reports it (`PoliciesReady=False`, `NotAllowedByWorkspace`) and gains nothing.
+#[tokio::test]
+async fn a_project_narrows_its_workspaces_allow_lists() {
+    let mut t = Test::new().await;
+    let policies = json!({"storageClasses": ["fast", "slow"], "imageRegistries": ["registry.example.com/"]});
+    let (ws, a, dev) = developer_under(&mut t, policies).await;
+    let narrowed = json!({"storageClasses": ["fast"], "imageRegistries": ["registry.example.com/ml/"],
+                          "runtimeClasses": ["gvisor"]});
+    let mut p = project(&a, &ws);
+    p["spec"]["policies"] = narrowed;
+    t.apply(p);
+    eventually(TIMEOUT, &format!("namespace {a} carries the project's lists"), || async {
+        let ns = run(kubectl().args(["get", "namespace", &a, "-o", "jsonpath={.metadata.annotations}"]));
+        ns.stdout.contains("policies.zenml.io/storage-classes").then_some(())
+    })
+    .await;
+    let ready = t.wait_project_ready(&a).await;
+    let conds = ready.status.map(|s| s.conditions).unwrap_or_default();
+    assert!(
+        conds.iter().any(|c| c.type_ == "PoliciesReady" && c.status == "True" && c.reason == "PoliciesNarrowed"),
+        "{}",
+        describe_conditions(&conds)
+    );
+    let own = |rule: &str, values: &str| format!("rule: project {a} allows only the {rule} {values}");
+    let pod = |image: &str| {
+        with_pod_field(
+            workload("Pod", &unique("wl"), &a, None),
+            "containers",
+            json!([{"name": "main", "image": image}]),
+        )
+    };
+    eventually(RBAC_TIMEOUT, "the project's narrowing to refuse a claim", || async {
+        let out = dev.create(&claim(&unique("pvc"), &a, Some("slow")));
+        out.stderr.contains(&own("StorageClasses", "fast")).then_some(())
+    })
+    .await;
+    assert_refused(
+        &dev.create(&claim(&unique("pvc"), &a, Some("slow"))),
+        "a claim the workspace allows and the project does not",
+        WORKSPACE_POLICY,
+        &own("StorageClasses", "fast"),
+    );
+    assert_ok(&dev.create(&claim(&unique("pvc"), &a, Some("fast"))), "a claim both allow");
+    assert_refused(
+        &dev.create(&pod("registry.example.com/web/app:1")),
+        "an image of the workspace's registry outside the project's prefix",
+        WORKSPACE_POLICY,
+        &format!("rule: project {a} allows only images starting with registry.example.com/ml/"),
+    );
+    assert_refused(
+        &dev.create(&pod("docker.io/library/busybox")),
+        "an image neither allows",
+        WORKSPACE_POLICY,
+        &format!("rule: workspace {ws} allows only images starting with registry.example.com/"),
+    );
+    assert_ok(&dev.create(&pod("registry.example.com/ml/trainer:1")), "an image within both");
+    let job = with_pod_field(
+        with_pod_field(
+            workload("Job", &unique("wl"), &a, None),
+            "containers",
+            json!([{"name": "main", "image": "registry.example.com/ml/trainer:1"}]),
+        ),
+        "runtimeClassName",
+        json!("runc"),
+    );
+    assert_refused(
+        &dev.create(&job),
+        "a runtime class only the project restricts",
+        WORKSPACE_POLICY,
+        &own("RuntimeClasses", "gvisor"),
+    );
+
+    // A sibling without its own lists has the workspace's.
+    let b = unique("e2e-acc-b");
+    t.project(&b, &ws);
+    t.wait_project_ready(&b).await;
+    let b_dev_binding = unique("e2e-acc-dev");
+    t.binding(&b_dev_binding, &b, "developer", json!([dev.subject()]));
+    dev.wait_can(&["create", "persistentvolumeclaims", "-n", &b], true, RBAC_TIMEOUT).await;
+    assert_ok(&dev.create(&claim(&unique("pvc"), &b, Some("slow"))), "the sibling's claim of a workspace class");
+
+    // Listing what the workspace does not allow is reported, and allows nothing.
+    let mut p = project(&a, &ws);
+    p["spec"]["policies"] = json!({"storageClasses": ["fast", "gold"]});
+    t.apply(p);
+    let api: Api<Project> = Api::all(t.client.clone());
+    eventually(TIMEOUT, &format!("project {a} PoliciesReady=False"), || async {
+        let p = api.get(&a).await.map_err(|e| e.to_string())?;
+        let conds = p.status.map(|s| s.conditions).unwrap_or_default();
+        let c = conds.iter().find(|c| c.type_ == "PoliciesReady").ok_or_else(|| describe_conditions(&conds))?;
+        (c.status == "False" && c.reason == "NotAllowedByWorkspace" && c.message.contains("storageClasses: gold"))
+            .then_some(())
+            .ok_or_else(|| describe_conditions(&conds))
+    })
+    .await;
+    eventually(RBAC_TIMEOUT, "gold refused all the same", || async {
+        let out = dev.create(&claim(&unique("pvc"), &a, Some("gold")));
+        out.stderr.contains(&format!("rule: workspace {ws} allows only the StorageClasses fast, slow")).then_some(())
+    })
+    .await;
+}
+
 /// A workspace that requires a node selector gets pods (and workloads) in its projects only with it, with the
 /// required selector in the refusal; it allows only the tolerations it lists (the API server's own pass).
 #[tokio::test]

@@ -380,6 +380,37 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["spec.maxProject", "unknown field"],
     ),
     ("workspace without spec", "kind: Workspace\nmetadata: {name: e2e-api-invalid}", &["spec", "Required value"]),
+    // Egress (issue 19): modes, and what only AllowList reads.
+    (
+        "egress mode unknown",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, egress: {mode: Closed}}",
+        &["spec.egress.mode", "Unsupported value: \"Closed\""],
+    ),
+    (
+        "egress allow-list with nothing listed",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, egress: {mode: AllowList}}",
+        &["spec.egress", "mode AllowList needs cidrs or namespaces", "use mode: Workspace"],
+    ),
+    (
+        "egress cidrs without AllowList",
+        "kind: Workspace\nmetadata: {name: e2e-api-invalid}\nspec: {projectDefaults: {egress: {mode: Workspace, cidrs: [10.0.0.0/8]}}}",
+        &["spec.projectDefaults.egress", "cidrs and namespaces are read only with mode AllowList"],
+    ),
+    (
+        "egress cidr that is an address",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, egress: {mode: AllowList, cidrs: [10.0.0.1]}}",
+        &["spec.egress.cidrs[0]", "must be a CIDR with no host bits set"],
+    ),
+    (
+        "egress cidr with host bits",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, egress: {mode: AllowList, cidrs: [10.1.2.3/16]}}",
+        &["spec.egress.cidrs[0]", "must be a CIDR with no host bits set"],
+    ),
+    (
+        "egress namespace that is not a name",
+        "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, egress: {mode: AllowList, namespaces: [LLM_Gateway]}}",
+        &["spec.egress.namespaces[0]", "should match"],
+    ),
     (
         "expiresAt that is not a date-time",
         "kind: Project\nmetadata: {name: e2e-api-invalid}\nspec: {workspace: ws, expiresAt: tomorrow}",
@@ -437,8 +468,12 @@ const VALID: &[(&str, &str)] = &[
         "kind: Workspace\nmetadata: {name: e2e-api-valid}\nspec:\n  maxProjects: 0\n  budget: {hard: {requests.cpu: '64', requests.memory: 256Gi}}\n  roles: [{name: runner, clusterRole: 'zenml:pipeline-runner'}, {name: auditor, clusterRole: view}]\n  members: [{role: runner, subjects: [{kind: ServiceAccount, name: ci, namespace: ci-system}]}]",
     ),
     (
-        "binding with every subject kind and an expiry",
-        "kind: ProjectRoleBinding\nmetadata: {name: e2e-api-valid.v2}\nspec:\n  project: p\n  role: developer\n  expiresAt: '2030-12-31T18:00:00Z'\n  subjects:\n  - {kind: User, name: Alice@Example.com}\n  - {kind: Group, name: 'oidc:Data Scientists'}\n  - {kind: ServiceAccount, name: zenml-runner, project: other}\n  - {kind: ServiceAccount, name: ci.bot, namespace: ci-system}",
+        "egress allow-list of IPv4 and IPv6 ranges and a namespace",
+        "kind: Project\nmetadata: {name: e2e-api-valid}\nspec: {workspace: ws, egress: {mode: AllowList, cidrs: [203.0.113.0/24, 198.51.100.7/32, '2001:db8::/32'], namespaces: [llm-gateway]}}",
+    ),
+    (
+        "egress Workspace as a workspace default",
+        "kind: Workspace\nmetadata: {name: e2e-api-valid}\nspec: {projectDefaults: {egress: {mode: Workspace}}}",
     ),
     (
         "project with an expiry",

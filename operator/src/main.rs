@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
-use zenml_api::resources::RoleMap;
+use zenml_api::resources::{NetworkFacts, RoleMap};
 use zenml_operator::controllers::context::Settings;
 use zenml_operator::runtime::RunConfig;
 use zenml_operator::runtime::leader::LeaseConfig;
@@ -99,6 +99,14 @@ struct RunArgs {
     /// workspace (`<policy>-<workspace>`); empty: bind none. Given twice, the last one counts (the chart's `extraArgs`).
     #[arg(long, default_value = "zenml-workspace-policies", overrides_with = "workspace_policy")]
     workspace_policy: String,
+    /// The API server's address as pods reach it after the `kubernetes` Service's translation (IP:PORT; repeat for
+    /// several). Restricted egress allows these instead of the Service's EndpointSlices: set it where those do not
+    /// tell the address pods reach.
+    #[arg(long = "api-server-endpoint")]
+    api_server_endpoints: Vec<SocketAddr>,
+    /// The namespace whose pods serve DNS on port 53, which restricted egress allows.
+    #[arg(long, default_value = zenml_api::resources::network::DEFAULT_DNS_NAMESPACE)]
+    dns_namespace: String,
 }
 
 /// The chart's default `templates.kinds`.
@@ -159,6 +167,10 @@ impl From<RunArgs> for RunConfig {
                 ),
                 protected_namespaces: args.namespace.into_iter().collect(),
                 workspace_policy: Some(args.workspace_policy).filter(|p| !p.is_empty()),
+                network: NetworkFacts {
+                    api_server: args.api_server_endpoints.iter().map(|a| (a.ip(), i32::from(a.port()))).collect(),
+                    dns_namespace: args.dns_namespace,
+                },
             },
             instance: args.instance,
         }

@@ -54,7 +54,7 @@ impl Workload {
                         ..Default::default()
                     }),
                     network_isolation: Some(NetworkIsolation::Project),
-                    namespace_labels: BTreeMap::new(),
+                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -116,7 +116,7 @@ impl Workload {
         let roles = RoleMap::default();
         let now = Timestamp::now();
         let refs: Vec<&ProjectRoleBinding> = bs.iter().collect();
-        let c = project_builder::desired(&p, ws, &granted, &roles, &refs, now);
+        let c = project_builder::desired(&p, ws, &granted, &roles, &Default::default(), &refs, now);
         let rbs = bs
             .iter()
             .map(|b| {

@@ -11,6 +11,16 @@ pub const PROJECT_ID: &str = "zenml.io/project-id";
 /// The project's network isolation on its namespace (`None`, `Project`, `Workspace`): the admission policy that keeps
 /// members from opening the wall reads it.
 pub const NETWORK_ISOLATION: &str = "zenml.io/network-isolation";
+/// A project's own narrowing of its workspace's policies (`ProjectPolicies`), on its namespace, comma-separated: the
+/// workspace policy's admission check reads them beside the Workspace, so a value must be allowed by both.
+pub const POLICY_STORAGE_CLASSES: &str = "policies.zenml.io/storage-classes";
+pub const POLICY_INGRESS_CLASSES: &str = "policies.zenml.io/ingress-classes";
+pub const POLICY_PRIORITY_CLASSES: &str = "policies.zenml.io/priority-classes";
+pub const POLICY_RUNTIME_CLASSES: &str = "policies.zenml.io/runtime-classes";
+pub const POLICY_IMAGE_REGISTRIES: &str = "policies.zenml.io/image-registries";
+/// The project's egress mode on its namespace (`Open`, `Workspace`, `AllowList`): the admission policy that keeps
+/// members from opening the wall reads it for egress rules as it reads the isolation for ingress rules.
+pub const EGRESS: &str = "zenml.io/egress";
 /// `"true"` on a namespace whose workspace lets members grant access themselves (the one-door admission rule off).
 pub const ALLOW_DIRECT_ACCESS: &str = "zenml.io/allow-direct-access";
 /// `"true"` on a namespace whose workspace lets members open the network wall (the walls admission rule off).

@@ -86,6 +86,7 @@ prop_compose! {
                 limit_range: Some(LimitRangeSpec { default_request: limits, ..Default::default() }),
                 network_isolation: isolation,
                 namespace_labels: labels,
+                ..Default::default()
             }),
             roles: vec![CustomRole { name: "runner".into(), cluster_role: "zenml-runner".into() }],
             ..Default::default()
@@ -165,7 +166,7 @@ proptest! {
             })
             .collect();
         let refs: Vec<&ProjectRoleBinding> = bindings.iter().collect();
-        let c = desired(&p, &w, &requested_quota(&p, &w), &RoleMap::default(), &refs, Timestamp::now());
+        let c = desired(&p, &w, &requested_quota(&p, &w), &RoleMap::default(), &Default::default(), &refs, Timestamp::now());
 
         prop_assert_eq!(c.namespace.metadata.name.as_deref(), Some(name.as_str()));
         check_meta(&c.namespace.metadata, &name)?;

@@ -9,6 +9,7 @@ use crate::write::events::{Event, EventAction, EventType, Recorder, Reporter};
 use futures::channel::mpsc;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,8 +20,8 @@ use crate::runtime::metrics::Metrics;
 use crate::watch::binding_index::BindingIndex;
 use crate::write::apply::{Change, Verb};
 use crate::write::expiring::Expiring;
-use zenml_api::resources::RoleMap;
 use zenml_api::resources::budget::Verdict;
+use zenml_api::resources::{NetworkFacts, RoleMap};
 use zenml_api::status::conditions::Reason;
 use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
@@ -35,6 +36,9 @@ pub struct Settings {
     /// The ValidatingAdmissionPolicy that enforces Workspaces' `spec.policies` (the chart's
     /// `<release>-workspace-policies`); the workspace reconciler binds it once per workspace. `None`: not bound.
     pub workspace_policy: Option<String>,
+    /// What restricted egress must reach. Its API server endpoints, when given (`--api-server-endpoint`), replace
+    /// those of the `kubernetes` Service (see `Context::network_facts`).
+    pub network: NetworkFacts,
 }
 
 /// Read-only caches of everything reconcile compares against; all filled by watches, none by polling.
@@ -53,6 +57,9 @@ pub struct Stores {
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     /// The workspace policy bindings we made (metadata only): whether a workspace's is in place.
     pub policy_bindings: Store<PartialObjectMeta<ValidatingAdmissionPolicyBinding>>,
+    /// The `kubernetes` Service's EndpointSlices in `default`: the API server's addresses, which restricted egress
+    /// must allow.
+    pub api_server: Store<EndpointSlice>,
 }
 
 impl Stores {
@@ -66,7 +73,8 @@ impl Stores {
         wait(&self.cluster_roles).await?;
         wait(&self.role_names).await?;
         wait(&self.cluster_role_bindings).await?;
-        wait(&self.policy_bindings).await
+        wait(&self.policy_bindings).await?;
+        wait(&self.api_server).await
     }
 
     /// ProjectRoleBindings of a project, from the cache.
@@ -169,6 +177,16 @@ impl Context {
             usage_writes: Default::default(),
             event_slots: Arc::new(tokio::sync::Semaphore::new(EVENT_SLOTS)),
         }
+    }
+
+    /// What restricted egress must reach: the API server endpoints given on the command line, else those of the
+    /// `kubernetes` Service as watched.
+    pub fn network_facts(&self) -> NetworkFacts {
+        let mut facts = self.settings.network.clone();
+        if facts.api_server.is_empty() {
+            facts.api_server = NetworkFacts::api_server_from(self.stores.api_server.state().iter().map(|s| &**s));
+        }
+        facts
     }
 
     /// Waits until the caches are synced, so a reconcile never acts on a half-filled cache.

@@ -8,10 +8,11 @@ use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
 use zenml_api::labels::MANAGED_SELECTOR;
 use zenml_api::{Project, ProjectRoleBinding, Workspace};
 
@@ -62,6 +63,11 @@ pub fn start(
         client,
         list_config().labels(MANAGED_SELECTOR),
     );
+    // Only the `kubernetes` Service's slices, in `default`: the chart grants reading EndpointSlices there alone.
+    let (api_server, api_server_stream) = watch::cached_from::<EndpointSlice>(
+        Api::namespaced(client.clone(), "default"),
+        list_config().labels("kubernetes.io/service-name=kubernetes"),
+    );
     let (cluster_role_bindings, crb_stream) =
         watch::cached::<ClusterRoleBinding>(client, list_config().labels(MANAGED_SELECTOR));
 
@@ -76,6 +82,7 @@ pub fn start(
         role_names,
         cluster_role_bindings,
         policy_bindings,
+        api_server,
     };
     let running = async move {
         tokio::join!(project_watch, workspace_watch, binding_watch, child_watch);
@@ -88,6 +95,7 @@ pub fn start(
             bindings: bindings_p,
             children: children_p,
             namespaces: namespace_stream.boxed(),
+            api_server: api_server_stream.boxed(),
             wake,
         },
         workspace: workspace::Feeds {

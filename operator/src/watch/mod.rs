@@ -53,12 +53,19 @@ pub fn cached<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    cached_from(Api::all(client.clone()), config)
+}
+
+/// Like [`cached`], from any `api`: one namespace's objects, where the operator may read no others.
+pub fn cached_from<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = watcher::Result<K>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
-    let stream = watcher(Api::<K>::all(client.clone()), config)
-        .default_backoff()
-        .modify(strip)
-        .reflect(writer)
-        .touched_objects();
+    let stream = watcher(api, config).default_backoff().modify(strip).reflect(writer).touched_objects();
     (reader, stream)
 }
 

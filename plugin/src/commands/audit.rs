@@ -212,8 +212,10 @@ pub fn wanted(project: &Project, namespace: Option<&ObjectMeta>, inputs: &Inputs
     };
     let of_project: Vec<&ProjectRoleBinding> = inputs.bindings.iter().filter(|b| b.spec.project == name).collect();
     // The granted quota decides nothing about RoleBindings.
+    // Nor do the network facts.
+    let net = resources::NetworkFacts::default();
     let children =
-        resources::desired(project, workspace, &ResourceList::default(), inputs.roles, &of_project, inputs.now);
+        resources::desired(project, workspace, &ResourceList::default(), inputs.roles, &net, &of_project, inputs.now);
     let owner = project.uid().unwrap_or_default();
     for rb in children.role_bindings {
         let made_for = format!("project {name}");
@@ -882,7 +884,10 @@ mod tests {
         fn namespace(&self) -> ObjectMeta {
             let roles = RoleMap::default();
             let ws = &self.workspaces["ml"];
-            resources::desired(self.fraud(), ws, &ResourceList::default(), &roles, &[], self.now).namespace.metadata
+            let net = resources::NetworkFacts::default();
+            resources::desired(self.fraud(), ws, &ResourceList::default(), &roles, &net, &[], self.now)
+                .namespace
+                .metadata
         }
     }
 

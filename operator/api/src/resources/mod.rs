@@ -3,6 +3,7 @@
 pub mod binding;
 pub mod budget;
 pub mod compare;
+pub mod network;
 pub mod project;
 pub mod quantity;
 pub mod roles;
@@ -10,5 +11,6 @@ pub mod templates;
 pub mod validate;
 pub mod workspace;
 
+pub use network::NetworkFacts;
 pub use project::{Children, desired};
 pub use roles::RoleMap;

@@ -5,17 +5,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject as RbacSubject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use super::RoleMap;
+use super::network::{self, NetworkFacts};
 use crate::labels;
 use crate::{
-    BuiltinRole, NetworkIsolation, Project, ProjectRoleBinding, ResourceList, Subject, SubjectKind, Workspace,
+    BuiltinRole, EgressMode, NetworkIsolation, Project, ProjectRoleBinding, ResourceList, Subject, SubjectKind,
+    Workspace,
 };
 
 /// Default name of the runner ServiceAccount.
@@ -48,6 +50,8 @@ pub struct Children {
     pub members: BTreeMap<String, i32>,
     /// The workspace's templates, as objects in the project namespace (see `templates`).
     pub templates: super::templates::Templates,
+    /// The egress is restricted and the operator knows no API server endpoint to allow (see `network`).
+    pub api_server_unknown: bool,
 }
 
 /// The quota a project asks for: the workspace default, overridden key by key by the project.
@@ -92,10 +96,7 @@ pub fn adoption_requested(ns: &ObjectMeta, project: &Project) -> bool {
     ns.annotations.as_ref().and_then(|a| a.get(labels::ADOPT)) == Some(&wanted)
 }
 
-/// The network isolation a project gets: its own setting, else the workspace default, else Project.
-pub fn network_isolation(project: &Project, workspace: &Workspace) -> NetworkIsolation {
-    project.spec.network_isolation.or_else(|| defaults(workspace).and_then(|d| d.network_isolation)).unwrap_or_default()
-}
+pub use super::network::{egress, isolation as network_isolation};
 
 /// Whether the project is frozen at `now`: by its own `spec.frozen`, its workspace's, or because it has expired.
 pub fn frozen(project: &Project, workspace: &Workspace, now: Timestamp) -> bool {
@@ -111,6 +112,28 @@ pub fn expired(project: &Project, now: Timestamp) -> bool {
 pub fn until_expiry(project: &Project, now: Timestamp) -> Option<std::time::Duration> {
     let at = project.spec.expires_at.as_ref()?.0;
     (at > now).then(|| std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default())
+}
+
+/// Entries of the project's `spec.policies` its workspace does not allow (`storageClasses: gold`), which narrow
+/// nothing: the admission policy requires both lists, so they only make the list stricter than meant. A workspace
+/// list that is empty allows everything; an image prefix is allowed within one of the workspace's.
+pub fn policies_not_allowed(project: &Project, workspace: &Workspace) -> Vec<String> {
+    let (Some(own), Some(theirs)) = (&project.spec.policies, &workspace.spec.policies) else {
+        return Vec::new();
+    };
+    let mut not_allowed = Vec::new();
+    for (field, _, list) in own.lists() {
+        let allowed = theirs.list(field);
+        if allowed.is_empty() {
+            continue;
+        }
+        let within = |v: &String| match field {
+            "imageRegistries" => allowed.iter().any(|a| v.starts_with(a.as_str())),
+            _ => allowed.contains(v),
+        };
+        not_allowed.extend(list.iter().filter(|v| !within(v)).map(|v| format!("{field}: {v}")));
+    }
+    not_allowed
 }
 
 /// The runner ServiceAccount's name.
@@ -151,6 +174,7 @@ pub fn desired(
     workspace: &Workspace,
     granted: &ResourceList,
     roles: &RoleMap,
+    net: &NetworkFacts,
     bindings: &[&ProjectRoleBinding],
     now: Timestamp,
 ) -> Children {
@@ -166,13 +190,14 @@ pub fn desired(
         namespace: namespace(project, workspace, now),
         quota: quota(project, &owner, granted),
         limit_range: limit_range(project, workspace, &owner),
-        network_policy: network_policy(project, workspace, &owner),
+        network_policy: network_policy(project, workspace, net, &owner),
         runner: runner(project, &owner),
         role_bindings,
         delegation: delegation(project, &owner),
         roles_not_allowed,
         members: members(project, workspace, roles, bindings, now),
         templates: super::templates::desired(project, workspace, &owner),
+        api_server_unknown: network::api_server_unknown(project, workspace, net),
     };
     stamp(&mut children.delegation);
     stamp(&mut children.namespace);
@@ -215,6 +240,12 @@ fn namespace(project: &Project, workspace: &Workspace, now: Timestamp) -> Namesp
         NetworkIsolation::Workspace => "Workspace",
     };
     ns_labels.insert(labels::NETWORK_ISOLATION.to_owned(), isolation.to_owned());
+    let egress = match egress(project, workspace).mode {
+        EgressMode::Open => "Open",
+        EgressMode::Workspace => "Workspace",
+        EgressMode::AllowList => "AllowList",
+    };
+    ns_labels.insert(labels::EGRESS.to_owned(), egress.to_owned());
     if frozen(project, workspace, now) {
         ns_labels.insert(labels::FROZEN.to_owned(), "true".to_owned());
     }
@@ -230,6 +261,12 @@ fn namespace(project: &Project, workspace: &Workspace, now: Timestamp) -> Namesp
     let mut ns_annotations = project.spec.namespace_annotations.clone();
     if let Some(uid) = project.uid() {
         ns_annotations.insert(labels::PROJECT_UID.to_owned(), uid);
+    }
+    for (_, key, list) in project.spec.policies.as_ref().map(|p| p.lists()).into_iter().flatten() {
+        if !list.is_empty() {
+            // Class names and image prefixes hold no comma: the admission policy splits on it.
+            ns_annotations.insert(key.to_owned(), list.join(","));
+        }
     }
     if let Some(id) = &project.spec.project_id {
         // Always as an annotation; as a label (for `-l zenml.io/project-id=...`) when the ID fits a label value:
@@ -283,31 +320,14 @@ fn limit_range(project: &Project, workspace: &Workspace, owner: &OwnerReference)
     })
 }
 
-/// The wall: ingress only from the namespace itself, or from the workspace's namespaces; none without isolation.
-fn network_policy(project: &Project, workspace: &Workspace, owner: &OwnerReference) -> Option<NetworkPolicy> {
-    let from = match network_isolation(project, workspace) {
-        NetworkIsolation::None => return None,
-        NetworkIsolation::Workspace => NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(labels::WORKSPACE.to_owned(), project.spec.workspace.clone())])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        NetworkIsolation::Project => {
-            NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }
-        }
-    };
-    // Only ingress is restricted: DNS and egress stay open, as pipelines fetch data and images.
-    Some(NetworkPolicy {
-        metadata: child_meta(project, owner, NETWORK_POLICY_NAME, "network"),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![from]), ports: None }]),
-            egress: None,
-        }),
-    })
+/// The wall (see `network`): isolation inward, egress outward.
+fn network_policy(
+    project: &Project,
+    workspace: &Workspace,
+    net: &NetworkFacts,
+    owner: &OwnerReference,
+) -> Option<NetworkPolicy> {
+    network::policy(project, workspace, net, child_meta(project, owner, NETWORK_POLICY_NAME, "network"))
 }
 
 /// The ServiceAccount pipelines run as.
@@ -548,6 +568,7 @@ mod tests {
                         "pod-security.kubernetes.io/enforce".into(),
                         "baseline".into(),
                     )]),
+                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -580,7 +601,7 @@ mod tests {
     }
 
     fn build(p: &Project, w: &Workspace, bindings: &[&ProjectRoleBinding]) -> Children {
-        desired(p, w, &requested_quota(p, w), &RoleMap::default(), bindings, Timestamp::now())
+        desired(p, w, &requested_quota(p, w), &RoleMap::default(), &NetworkFacts::default(), bindings, Timestamp::now())
     }
 
     #[test]
@@ -605,7 +626,7 @@ mod tests {
         let at_expiry = now.checked_add(SignedDuration::from_secs(90)).unwrap();
         assert!(expired(&p, at_expiry) && frozen(&p, &w, at_expiry), "expired at the instant itself");
         assert_eq!(until_expiry(&p, at_expiry), None);
-        let at = |t| desired(&p, &w, &requested_quota(&p, &w), &RoleMap::default(), &[], t);
+        let at = |t| desired(&p, &w, &requested_quota(&p, &w), &RoleMap::default(), &NetworkFacts::default(), &[], t);
         assert_eq!(frozen_label(&at(at_expiry)).as_deref(), Some("true"), "the freeze policy's label");
         assert_eq!(frozen_label(&at(now)), None);
         p.spec.expires_at = None;
@@ -672,6 +693,33 @@ mod tests {
             assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "p-uid");
             assert!(m.annotations.as_ref().unwrap().contains_key(labels::APPLIED_HASH));
         }
+    }
+
+    #[test]
+    fn a_projects_policies_narrow_its_workspaces_and_what_they_do_not_allow_is_named() {
+        use crate::{ProjectPolicies, WorkspacePolicies};
+        let (mut p, mut w) = (project(), workspace());
+        p.spec.policies = Some(ProjectPolicies {
+            storage_classes: vec!["fast".into(), "gold".into()],
+            image_registries: vec!["registry.example.com/ml/".into(), "quay.io/x/".into()],
+            runtime_classes: vec!["gvisor".into()],
+            ..Default::default()
+        });
+        let annotations = build(&p, &w, &[]).namespace.metadata.annotations.unwrap();
+        assert_eq!(annotations[labels::POLICY_STORAGE_CLASSES], "fast,gold");
+        assert_eq!(annotations[labels::POLICY_IMAGE_REGISTRIES], "registry.example.com/ml/,quay.io/x/");
+        assert!(!annotations.contains_key(labels::POLICY_INGRESS_CLASSES), "an empty list narrows nothing");
+        assert!(policies_not_allowed(&p, &w).is_empty(), "a workspace without policies allows everything");
+        w.spec.policies = Some(WorkspacePolicies {
+            storage_classes: vec!["fast".into(), "slow".into()],
+            image_registries: vec!["registry.example.com/".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            policies_not_allowed(&p, &w),
+            ["storageClasses: gold", "imageRegistries: quay.io/x/"],
+            "a prefix within the workspace's is allowed; runtime classes the workspace does not list are"
+        );
     }
 
     #[test]
@@ -748,7 +796,9 @@ mod tests {
         p.metadata.uid = Some("uid-1".into());
         let w = workspace();
         let mut ns =
-            desired(&p, &w, &ResourceList::new(), &RoleMap::default(), &[], Timestamp::now()).namespace.metadata;
+            desired(&p, &w, &ResourceList::new(), &RoleMap::default(), &NetworkFacts::default(), &[], Timestamp::now())
+                .namespace
+                .metadata;
         assert!(namespace_is_ours(&ns, &p), "what we made is ours");
         // Another instance of the same name, in any workspace, finds an orphan.
         let mut later = p.clone();

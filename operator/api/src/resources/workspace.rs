@@ -161,13 +161,14 @@ pub fn default_project(workspace: &Workspace) -> Option<Project> {
     Some(project)
 }
 
-/// Whether the operator made `project` as this workspace's default project: controlled by the workspace's uid (names
-/// are reused, uids are not; a label alone proves nothing) and labelled so.
+/// Whether the operator made `project` as this workspace's default project: a project of this workspace controlled by
+/// the workspace's uid (names are reused, uids are not). Labels prove nothing (anyone who may edit a Project can copy
+/// or remove them): ours with its label removed is still ours, and the label is applied again.
 pub fn is_default_project_of(project: &Project, workspace: &Workspace) -> bool {
     let uid = workspace.meta().uid.as_deref();
     uid.is_some()
+        && project.spec.workspace == workspace.name_any()
         && project.owner_references().iter().any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
-        && project.labels().get(labels::COMPONENT).map(String::as_str) == Some(DEFAULT_PROJECT_COMPONENT)
 }
 
 #[cfg(test)]
@@ -263,8 +264,11 @@ mod tests {
         let mut other = w.clone();
         other.metadata.uid = Some("another-uid".into());
         assert!(!is_default_project_of(&p, &other), "a recreated workspace of the same name");
+        let mut elsewhere = p.clone();
+        elsewhere.spec.workspace = "another-workspace".into();
+        assert!(!is_default_project_of(&elsewhere, &w), "a project of another workspace naming it as its owner");
         p.metadata.labels.as_mut().unwrap().remove(labels::COMPONENT);
-        assert!(!is_default_project_of(&p, &w), "a project the workspace controls for another reason");
+        assert!(is_default_project_of(&p, &w), "its label removed by hand: still its own, and the label restored");
         let hand_made =
             Project::new("ml-platform-default", ProjectSpec { workspace: "ml-platform".into(), ..Default::default() });
         assert!(!is_default_project_of(&hand_made, &w));

@@ -50,6 +50,8 @@ vocabulary! {
         AccessReady,
         /// Project: its NetworkPolicy is as its isolation asks.
         NetworkReady,
+        /// Project: its NetworkPolicy lets pods reach what its egress allows, the API server among it.
+        EgressReady,
         /// Workspace: its projects are counted.
         ProjectsReady,
         /// Workspace: its admins may manage its projects.
@@ -57,6 +59,7 @@ vocabulary! {
         /// Project: True while it is frozen (no new or changed pods and workloads); not part of Ready.
         Frozen,
         /// Workspace: its `spec.policies` hold in its projects (the binding of the workspace policy exists).
+        /// Project, when it sets `spec.policies`: they narrow the workspace's.
         PoliciesReady,
         /// Project: every template of its workspace that it does not exclude is applied in its namespace.
         TemplatesReady,
@@ -77,6 +80,12 @@ vocabulary! {
         NotIsolated,
         WorkspaceIsolated,
         ProjectIsolated,
+        PoliciesNarrowed,
+        NotAllowedByWorkspace,
+        EgressOpen,
+        EgressWorkspace,
+        EgressAllowList,
+        ApiServerUnknown,
         // Project, refused or failing
         BudgetExceeded,
         InvalidQuantity,

@@ -21,6 +21,41 @@ pub enum NetworkIsolation {
     Workspace,
 }
 
+// Where a project's pods may open connections. (a plain comment: a type doc would replace each field's own in the schema)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum EgressMode {
+    /// Anywhere (default).
+    #[default]
+    Open,
+    /// Only the namespaces of the same workspace, DNS in the cluster's DNS namespace, and the API server.
+    Workspace,
+    /// What Workspace allows, and the listed CIDRs and namespaces (e.g. an LLM gateway).
+    AllowList,
+}
+
+/// Where a project's pods may open connections to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.mode == 'AllowList' || (size(self.?cidrs.orValue([])) == 0 && size(self.?namespaces.orValue([])) == 0)"
+).message("cidrs and namespaces are read only with mode AllowList: set mode: AllowList, or remove them"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.mode != 'AllowList' || size(self.?cidrs.orValue([])) + size(self.?namespaces.orValue([])) > 0"
+).message("mode AllowList needs cidrs or namespaces to allow; to allow only the workspace, use mode: Workspace"))]
+pub struct Egress {
+    /// Open (anywhere, the default), Workspace (the workspace's namespaces, DNS and the API server) or AllowList
+    /// (Workspace and the listed cidrs and namespaces).
+    pub mode: EgressMode,
+    /// With AllowList: address ranges pods may reach on any port, e.g. `10.20.0.0/16` or `203.0.113.7/32`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::cidr_set")]
+    pub cidrs: Vec<String>,
+    /// With AllowList: namespaces pods may reach by name, e.g. an LLM gateway that bills each calling namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::dns_label_set")]
+    pub namespaces: Vec<String>,
+}
+
 // What happens to the project namespace when the Project is deleted. (a plain comment: a type doc would replace each field's own in the schema)
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 pub enum DeletionPolicy {

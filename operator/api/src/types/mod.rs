@@ -17,9 +17,10 @@ mod workspace;
 
 pub use binding::{BoundTo, ProjectRoleBinding, ProjectRoleBindingSpec, ProjectRoleBindingStatus};
 pub use common::{
-    BuiltinRole, DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject, SubjectKind,
+    BuiltinRole, DeletionPolicy, Egress, EgressMode, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList,
+    Subject, SubjectKind,
 };
-pub use policies::{AllowedToleration, WorkspacePolicies};
+pub use policies::{AllowedToleration, ProjectPolicies, WorkspacePolicies};
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
 pub use templates::Template;
 pub use workspace::{

@@ -53,6 +53,63 @@ pub struct WorkspacePolicies {
     pub tolerations: Vec<AllowedToleration>,
 }
 
+/// What one project narrows of its workspace's `spec.policies`: a value must be allowed by the workspace and by the
+/// project. So a project can only be stricter than its workspace; an entry the workspace does not allow has no
+/// effect, and the project reports it (`PoliciesReady=False`, reason `NotAllowedByWorkspace`). An empty or absent
+/// list narrows nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectPolicies {
+    /// StorageClasses this project's PersistentVolumeClaims may use, among the workspace's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::class_name_set")]
+    pub storage_classes: Vec<String>,
+    /// IngressClasses this project's Ingresses may use, among the workspace's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::class_name_set")]
+    pub ingress_classes: Vec<String>,
+    /// PriorityClasses this project's pods may name, among the workspace's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::class_name_set")]
+    pub priority_classes: Vec<String>,
+    /// RuntimeClasses this project's pods may name, among the workspace's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::class_name_set")]
+    pub runtime_classes: Vec<String>,
+    /// Image reference prefixes this project's images must start with, each within one of the workspace's (e.g.
+    /// `registry.example.com/ml/fraud/` under the workspace's `registry.example.com/ml/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::image_prefix_set")]
+    pub image_registries: Vec<String>,
+}
+
+impl ProjectPolicies {
+    /// Each list by the field name a user writes, with the annotation the operator puts it in on the namespace.
+    pub fn lists(&self) -> [(&'static str, &'static str, &[String]); 5] {
+        [
+            ("storageClasses", crate::labels::POLICY_STORAGE_CLASSES, &self.storage_classes),
+            ("ingressClasses", crate::labels::POLICY_INGRESS_CLASSES, &self.ingress_classes),
+            ("priorityClasses", crate::labels::POLICY_PRIORITY_CLASSES, &self.priority_classes),
+            ("runtimeClasses", crate::labels::POLICY_RUNTIME_CLASSES, &self.runtime_classes),
+            ("imageRegistries", crate::labels::POLICY_IMAGE_REGISTRIES, &self.image_registries),
+        ]
+    }
+}
+
+impl WorkspacePolicies {
+    /// The workspace's list for a field of [`ProjectPolicies::lists`].
+    pub fn list(&self, field: &str) -> &[String] {
+        match field {
+            "storageClasses" => &self.storage_classes,
+            "ingressClasses" => &self.ingress_classes,
+            "priorityClasses" => &self.priority_classes,
+            "runtimeClasses" => &self.runtime_classes,
+            "imageRegistries" => &self.image_registries,
+            _ => &[],
+        }
+    }
+}
+
 /// A toleration the workspace allows.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
+use super::common::{DeletionPolicy, Egress, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
 
 /// A ZenML Pro project. Its namespace has the Project's name.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -65,6 +65,10 @@ pub struct ProjectSpec {
     /// the workspace's `projectDefaults.networkIsolation`, else Project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_isolation: Option<NetworkIsolation>,
+    /// Where the project's pods may connect: Open, Workspace (the workspace's namespaces, DNS and the API server) or
+    /// AllowList (also the listed CIDRs and namespaces). Replaces the workspace's `projectDefaults.egress` as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
     /// Extra namespace labels, e.g. a cost center. Labels the workspace enforces win.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "super::schema::project_labels")]
@@ -85,6 +89,10 @@ pub struct ProjectSpec {
     /// `kubectl zenml project freeze|unfreeze` sets it; status condition `Frozen`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frozen: bool,
+    /// Narrows the workspace's `spec.policies` for this project: a value must be allowed by both, so a project can
+    /// only be stricter than its workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<super::policies::ProjectPolicies>,
     /// The project's owners (users and groups): its admins, bound to the `admin` role in the namespace and allowed to
     /// manage its ProjectRoleBindings like any admin member, for as long as they are listed here. Shown by
     /// `kubectl get projects`, `kubectl zenml project describe` and `kubectl zenml audit`.

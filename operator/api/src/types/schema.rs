@@ -174,6 +174,25 @@ pub fn dns_label_set(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// A set of CIDRs, each in its canonical form (`10.0.0.0/8`, not `10.0.0.1/8`) as a NetworkPolicy ipBlock takes it.
+pub fn cidr_set(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 43,
+            "x-kubernetes-validations": [{
+                "rule": "isCIDR(self) && cidr(self) == cidr(self).masked()",
+                "message": "must be a CIDR with no host bits set, e.g. 10.20.0.0/16 or 203.0.113.7/32",
+                "reason": "FieldValueInvalid",
+            }],
+        },
+    })
+}
+
 /// A set of class names (StorageClass, IngressClass, PriorityClass, RuntimeClass): DNS-1123 subdomains.
 pub fn class_name_set(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
+use super::common::{DeletionPolicy, Egress, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList, Subject};
 use super::policies::WorkspacePolicies;
 use super::templates::Template;
 
@@ -168,6 +168,9 @@ pub struct ProjectDefaults {
     /// Default network isolation: None, Project (the default) or Workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_isolation: Option<NetworkIsolation>,
+    /// Default egress: where the projects' pods may connect. Open (the default), Workspace or AllowList.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
     /// Labels set on every project namespace. Enforced: a project cannot override them. Pod Security labels
     /// (`pod-security.kubernetes.io/enforce: baseline`) belong here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

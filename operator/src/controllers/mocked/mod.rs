@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -53,6 +54,7 @@ pub struct Caches {
     bindings: Writer<ProjectRoleBinding>,
     binding_index: BindingIndex,
     role_names: Writer<PartialObjectMeta<ClusterRole>>,
+    api_server: Writer<EndpointSlice>,
     pub children: ChildWriters,
 }
 
@@ -68,6 +70,7 @@ impl Harness {
         let (role_names, role_names_w) = reflector::store();
         let (cluster_role_bindings, _) = reflector::store::<ClusterRoleBinding>();
         let (policy_bindings, _) = reflector::store();
+        let (api_server, api_server_w) = reflector::store();
         let (children, children_w) = ChildStores::for_tests();
         let binding_index = BindingIndex::default();
         let stores = Stores {
@@ -81,6 +84,7 @@ impl Harness {
             role_names,
             cluster_role_bindings,
             policy_bindings,
+            api_server,
         };
         let cfg = RunConfig {
             concurrency: 1,
@@ -99,6 +103,7 @@ impl Harness {
             bindings: bindings_w,
             binding_index,
             role_names: role_names_w,
+            api_server: api_server_w,
             children: children_w,
         };
         Harness { ctx: Arc::new(ctx), server, caches, wake, _synced: synced_tx }
@@ -106,6 +111,12 @@ impl Harness {
 }
 
 impl Caches {
+    /// One EndpointSlice of the `kubernetes` Service.
+    pub fn api_server(&mut self, slice: &EndpointSlice) -> &mut Self {
+        self.api_server.apply_watcher_event(&watcher::Event::Apply(slice.clone()));
+        self
+    }
+
     pub fn project(&mut self, p: &Project) -> &mut Self {
         self.projects.apply_watcher_event(&watcher::Event::Apply(p.clone()));
         self

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,7 +14,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use zenml_api::labels::{self, FINALIZER};
 use zenml_api::resources::desired;
-use zenml_api::{DeletionPolicy, Project};
+use zenml_api::{DeletionPolicy, Egress, EgressMode, Project};
 
 use super::api::Call;
 use super::{Harness, condition, fails, finalized, holds, our_namespace, path_of, project, workspace};
@@ -40,7 +41,7 @@ fn with(project: &Project) -> Harness {
 fn role_binding_applies(project: &Project) -> Vec<String> {
     let ws = workspace();
     let quota = Default::default();
-    let children = desired(project, &ws, &quota, &Default::default(), &[], Timestamp::now());
+    let children = desired(project, &ws, &quota, &Default::default(), &Default::default(), &[], Timestamp::now());
     children
         .role_bindings
         .iter()
@@ -84,6 +85,43 @@ async fn a_new_project_whose_workspace_exists_is_finalized_provisioned_by_server
     assert_eq!(condition(&status.body, "QuotaReady"), holds("QuotaApplied"));
     assert_eq!(status.body["status"]["namespace"], "p");
     assert_eq!(status.body["status"]["observedGeneration"], 1);
+}
+
+/// Restricted egress needs the API server's address: without one the project is provisioned, its policy allows the
+/// workspace and DNS, and the status says why pods cannot reach the API server; once the `kubernetes` Service's
+/// EndpointSlice is seen, the policy allows its address and the condition holds.
+#[tokio::test]
+async fn restricted_egress_without_a_known_api_server_is_reported_until_its_endpoints_are_seen() {
+    let mut p = finalized(project());
+    p.spec.egress = Some(Egress { mode: EgressMode::Workspace, ..Default::default() });
+    let mut h = with(&p);
+
+    reconcile(Arc::new(p.clone()), h.ctx.clone()).await.expect("reconciled");
+    let writes = h.server.writes();
+    let policy = writes.iter().find(|w| w.line() == NETWORK_POLICY).expect("the policy is written");
+    assert_eq!(policy.body["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(policy.body["spec"]["egress"].as_array().map(Vec::len), Some(2), "the workspace and DNS");
+    let status = writes.last().expect("a status");
+    assert_eq!(condition(&status.body, "EgressReady"), fails("ApiServerUnknown"));
+    assert_eq!(condition(&status.body, "Ready"), fails("ApiServerUnknown"));
+
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "kubernetes", "namespace": "default"},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["192.0.2.10"], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+    }))
+    .unwrap();
+    h.caches.api_server(&slice);
+    let before = writes.len();
+    reconcile(Arc::new(p), h.ctx.clone()).await.expect("reconciled");
+    let writes = h.server.writes().split_off(before);
+    let policy = writes.iter().find(|w| w.line() == NETWORK_POLICY).expect("the policy is written again");
+    let api = &policy.body["spec"]["egress"][2];
+    assert_eq!(api["to"][0]["ipBlock"]["cidr"], "192.0.2.10/32");
+    assert_eq!(api["ports"][0]["port"], 6443);
+    let status = writes.last().expect("a status");
+    assert_eq!(condition(&status.body, "EgressReady"), holds("EgressWorkspace"));
 }
 
 #[tokio::test]

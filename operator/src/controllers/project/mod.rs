@@ -137,7 +137,7 @@ async fn provision(
     let now = Timestamp::now();
     let bindings = super::binding::in_force(ctx, project, workspace, now);
     let bindings: Vec<&ProjectRoleBinding> = bindings.iter().map(|b| &**b).collect();
-    let mut children = desired(project, workspace, quota, &ctx.settings.roles, &bindings, now);
+    let mut children = desired(project, workspace, quota, &ctx.settings.roles, &ctx.network_facts(), &bindings, now);
     let Ensured { changes, forbidden, templates } = match write_children(project, &children, ctx).await {
         Ok(written) => written,
         Err(e) => {

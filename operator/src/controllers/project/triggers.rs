@@ -7,11 +7,12 @@ use futures::channel::mpsc;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
-use zenml_api::{Project, ProjectRoleBinding, Workspace};
+use zenml_api::{EgressMode, Project, ProjectRoleBinding, Workspace};
 
 use super::admission::waiting_in;
 use crate::controllers::children::Touched;
@@ -27,6 +28,8 @@ pub struct Feeds {
     pub children: mpsc::Receiver<Touched>,
     /// Every namespace, metadata only: a conflicting or newly adoptable one is seen at once.
     pub namespaces: BoxStream<'static, watcher::Result<PartialObjectMeta<Namespace>>>,
+    /// The `kubernetes` Service's EndpointSlices: the API server's addresses, which restricted egress allows.
+    pub api_server: BoxStream<'static, watcher::Result<EndpointSlice>>,
     /// Projects the workspace reconciler wakes (see `Context::wake_project`).
     pub wake: mpsc::UnboundedReceiver<ObjectRef<Project>>,
 }
@@ -38,10 +41,11 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let workspaces = spec_changes(feeds.workspaces, ctx.stores.workspaces.clone());
-    let (for_namespaces, for_workspaces) = (ctx.clone(), ctx.clone());
+    let (for_namespaces, for_workspaces, for_api_server) = (ctx.clone(), ctx.clone(), ctx.clone());
     Controller::for_shared_stream(feeds.projects, ctx.stores.projects.clone())
         .watches_stream(feeds.namespaces, move |ns| namespace_touched(&for_namespaces, &ns))
         .watches_shared_stream(workspaces, move |ws| of_workspace(&for_workspaces, &ws.name_any()))
+        .watches_stream(feeds.api_server, move |_| restricted_egress(&for_api_server))
         // Members and delegation follow the project's bindings.
         .watches_shared_stream(feeds.bindings, |b| Some(ObjectRef::new(&b.spec.project)))
         .reconcile_on(children_touched(ctx.clone(), feeds.children))
@@ -51,6 +55,25 @@ pub fn controller(
         .graceful_shutdown_on(shutdown)
         .run(with_backoff(super::reconcile), error_policy, ctx)
         .for_each(log_queue_errors::<Project, _>)
+}
+
+/// Projects whose egress is restricted: their NetworkPolicy names the API server's addresses, which just changed.
+/// Addresses given on the command line do not change, so then none.
+fn restricted_egress(ctx: &Context) -> Vec<ObjectRef<Project>> {
+    if !ctx.settings.network.api_server.is_empty() {
+        return Vec::new();
+    }
+    let workspaces = &ctx.stores.workspaces;
+    ctx.stores
+        .projects
+        .state()
+        .iter()
+        .filter(|p| {
+            let ws = workspaces.get(&ObjectRef::new(&p.spec.workspace));
+            ws.is_some_and(|ws| zenml_api::resources::network::egress(p, &ws).mode != EgressMode::Open)
+        })
+        .map(|p| ObjectRef::from_obj(&**p))
+        .collect()
 }
 
 /// A child's project, and, when its change may free budget (a quota lowered or gone), the projects of its workspace
