@@ -61,6 +61,32 @@ impl Test {
     }
 }
 
+/// A probe pod in `kube-system` (the operator's default DNS namespace) serving TCP 53 and [`PORT`]; deleted when
+/// dropped, as its namespace stays.
+struct DnsStandIn {
+    probe: network::Probe,
+}
+
+impl DnsStandIn {
+    async fn start() -> DnsStandIn {
+        let name = unique("e2e-egr-dns");
+        let mut pod = network::pod("kube-system", &name);
+        pod["spec"]["containers"][0]["args"] = json!(["serve", "53", PORT.to_string()]);
+        pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 53, "protocol": "TCP"}]);
+        // Port 53 as a non-root user: a namespaced sysctl in Kubernetes' safe set.
+        pod["spec"]["securityContext"]["sysctls"] =
+            json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}]);
+        let probe = network::start(&[pod]).await.remove(0);
+        DnsStandIn { probe }
+    }
+}
+
+impl Drop for DnsStandIn {
+    fn drop(&mut self) {
+        let _ = run(kubectl().args(["delete", "pod", &self.probe.name, "-n", "kube-system", "--wait=false"]));
+    }
+}
+
 async fn ready(project: &str) {
     wait_condition("project", project, "Ready", TIMEOUT, &format!("project {project} Ready"), |c| c.status == "True")
         .await;
@@ -113,7 +139,12 @@ async fn workspace_egress_reaches_the_workspace_and_the_api_server_only() {
     ])
     .await;
 
+    // DNS: a stand-in for the cluster's DNS (this cluster runs none) in its namespace, serving TCP 53 and another
+    // port: restricted egress reaches it on 53 only.
+    let dns = DnsStandIn::start().await;
     let mut m = Matrix::new("egress: Workspace");
+    m.cell_port("DNS: port 53 in kube-system: allowed", &client, &dns.probe, 53, true).await;
+    m.cell_port("DNS: another port in kube-system: refused", &client, &dns.probe, PORT, false).await;
     m.cell("another project of the workspace: allowed", &client, &same_ws, true).await;
     m.cell("another workspace's project: refused", &client, &other, false).await;
     m.cell("a namespace that is no project's: refused", &client, &outside, false).await;
