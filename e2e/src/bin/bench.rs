@@ -79,7 +79,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     // Relative to the workspace, as `make bench` runs it, wherever the binary is started from.
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(&manifest);
     let record = if args.record.is_relative() { workspace.join(&args.record) } else { args.record.clone() };
     if args.plot_only {
         return match bench::render_file(&record) {
