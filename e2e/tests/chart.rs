@@ -328,6 +328,9 @@ fn expected_cluster_role_rules() -> Value {
         {"apiGroups": ["zenml.io"], "resources": ["workspaces", "projects"], "verbs": ["list", "watch", "patch"]},
         // Creating a binding whose paramRef names a Workspace needs `get` on it.
         {"apiGroups": ["zenml.io"], "resources": ["workspaces"], "verbs": ["get"]},
+        // A workspace's default project: created (never applied onto a name it does not hold), deleted when no longer
+        // declared or with its workspace; `get` asks whose one is when the create is refused as existing.
+        {"apiGroups": ["zenml.io"], "resources": ["projects"], "verbs": ["get", "create", "delete"]},
         // No finalizer on bindings: their RoleBinding goes by garbage collection.
         {"apiGroups": ["zenml.io"], "resources": ["projectrolebindings"], "verbs": ["get", "list", "watch"]},
         // Status by server-side apply.
