@@ -414,6 +414,7 @@ impl Bench {
         record.operator_cpu_s = provisioned.operator_cpu_s;
         record.rss_peak_mib = idle.as_ref().map(|i| i.peak_mib);
         record.rss_steady_mib = steady_kib.map(|k| k.div_ceil(1024));
+        record.rss_base_mib = provisioned.base_rss_kib.map(|k| k as f64 / 1024.0);
         record.churn = churn.as_ref().map(|c| c.record.clone());
         record.summary = summary.to_string();
         Ok((Report { header, rows, notes, summary, cleanup_failed: None }, record))
