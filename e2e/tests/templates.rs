@@ -4,12 +4,15 @@
 //! template objects like the limits.
 //!
 //! Every test makes its own Workspace and Projects under [`unique`] names and deletes them when it ends, pass or fail.
-//! The operator is the shared one (`operator::shared`), as the chart runs it when `ZENML_E2E_IMPERSONATE=1`.
+//! The operator is this binary's own, without leader election (as `reconcile.rs` does, and why): it runs as the chart's
+//! ServiceAccount when `ZENML_E2E_IMPERSONATE=1`, so the chart's RBAC for `templates.kinds` is what is tested.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use e2e::fixtures::Cleanup;
+use e2e::operator::Operator;
 use e2e::{client, describe_conditions, eventually, kubectl, run, run_stdin, unique, zenml_object};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event;
@@ -28,6 +31,16 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 
 const SERVER_URL: &str = "https://zenml.example.com";
 
+/// This test binary's operator, which always acts (not `operator::shared()`, which stands by while another binary's
+/// operator holds the default Lease).
+fn operator() -> &'static Operator {
+    static OPERATOR: OnceLock<Operator> = OnceLock::new();
+    OPERATOR.get_or_init(|| {
+        e2e::install_crds();
+        Operator::start(&["--leader-elect=false"])
+    })
+}
+
 struct Test {
     client: Client,
     made: Cleanup,
@@ -35,7 +48,8 @@ struct Test {
 
 impl Test {
     async fn new() -> Test {
-        Test { made: Cleanup::with_shared_operator(TIMEOUT), client: client().await }
+        let log = operator().log.clone();
+        Test { made: Cleanup::new(TIMEOUT).operator_log(log), client: client().await }
     }
 
     fn workspace(&mut self, name: &str, spec: Value) {
