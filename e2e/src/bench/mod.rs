@@ -405,16 +405,18 @@ impl Bench {
             kib_per_project,
             churn_p99_ms: churn.as_ref().map(|c| c.p99_ms.round() as u64),
         };
-        record.floor_s = floor.time.map(|t| t.as_secs_f64());
-        record.floor_api_cpu_s = floor.work.map(|w| w.cpu_s);
-        record.budget_floor_s = budget.as_ref().map(|b| b.time.as_secs_f64());
-        record.budget_floor_api_cpu_s = budget.as_ref().and_then(|b| b.work).map(|w| w.cpu_s);
-        record.operator_s = Some(provisioned.time.as_secs_f64());
-        record.operator_api_cpu_s = provisioned.work.map(|w| w.cpu_s);
-        record.operator_cpu_s = provisioned.operator_cpu_s;
+        // Milliseconds are all these figures can tell; more digits are only the float's noise in the file.
+        let ms = |s: f64| (s * 1000.0).round() / 1000.0;
+        record.floor_s = floor.time.map(|t| ms(t.as_secs_f64()));
+        record.floor_api_cpu_s = floor.work.map(|w| ms(w.cpu_s));
+        record.budget_floor_s = budget.as_ref().map(|b| ms(b.time.as_secs_f64()));
+        record.budget_floor_api_cpu_s = budget.as_ref().and_then(|b| b.work).map(|w| ms(w.cpu_s));
+        record.operator_s = Some(ms(provisioned.time.as_secs_f64()));
+        record.operator_api_cpu_s = provisioned.work.map(|w| ms(w.cpu_s));
+        record.operator_cpu_s = provisioned.operator_cpu_s.map(ms);
         record.rss_peak_mib = idle.as_ref().map(|i| i.peak_mib);
         record.rss_steady_mib = steady_kib.map(|k| k.div_ceil(1024));
-        record.rss_base_mib = provisioned.base_rss_kib.map(|k| k as f64 / 1024.0);
+        record.rss_base_mib = provisioned.base_rss_kib.map(|k| ms(k as f64 / 1024.0));
         record.churn = churn.as_ref().map(|c| c.record.clone());
         record.summary = summary.to_string();
         Ok((Report { header, rows, notes, summary, cleanup_failed: None }, record))
