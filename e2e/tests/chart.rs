@@ -154,6 +154,7 @@ fn default_values_render_a_hardened_highly_available_operator() {
             "--viewer-cluster-role=view",
             "--template-kinds=v1/ConfigMap,v1/LimitRange,networking.k8s.io/v1/NetworkPolicy",
             "--workspace-policy=zenml-operator-workspace-policies",
+            "--dns-namespace=kube-system",
         ]
     );
     // The downward API gives the operator its namespace (protected from Projects) and identity (lease, Events).
@@ -210,6 +211,8 @@ fn non_default_values_render_what_they_say() {
         "logFormat=json",
         "concurrency=4",
         "image.tag=dev",
+        "egress.dnsNamespace=dns-system",
+        "egress.apiServerEndpoints={10.0.0.10:6443,[fd00::10]:6443}",
     ]);
     let names = inventory(&objs);
     assert!(!names.iter().any(|n| n.starts_with("ValidatingAdmissionPolicy")), "{names:?}");
@@ -220,6 +223,11 @@ fn non_default_values_render_what_they_say() {
     assert!(args.contains(&"--concurrency=4".to_owned()), "{args:?}");
     // Without the policies, the operator binds none.
     assert!(args.contains(&"--workspace-policy=".to_owned()), "{args:?}");
+    for arg in
+        ["--dns-namespace=dns-system", "--api-server-endpoint=10.0.0.10:6443", "--api-server-endpoint=[fd00::10]:6443"]
+    {
+        assert!(args.contains(&arg.to_owned()), "{arg} in {args:?}");
+    }
 
     let role = find(&objs, "ClusterRole", "zenml-operator");
     let bind = role["rules"].as_array().unwrap().iter().find(|r| r["verbs"] == json!(["bind"])).expect("a bind rule");
@@ -270,6 +278,16 @@ const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("admin as cluster-admin", "roles:\n  admin: cluster-admin", &["the operator may never bind \"cluster-admin\""]),
     ("custom role with a slash", "customRoles: [a/b]", &["customRoles/0", "does not match pattern"]),
     ("misspelled key", "replicacount: 2", &["additional properties 'replicacount' not allowed"]),
+    (
+        "API server endpoint without a port",
+        "egress:\n  apiServerEndpoints: [10.0.0.1]",
+        &["egress/apiServerEndpoints/0", "does not match pattern"],
+    ),
+    (
+        "DNS namespace not a name",
+        "egress:\n  dnsNamespace: Kube_System",
+        &["egress/dnsNamespace", "does not match pattern"],
+    ),
     ("pull policy", "image:\n  pullPolicy: Sometimes", &["image/pullPolicy", "value must be one of"]),
     ("percent without %", "podDisruptionBudget:\n  minAvailable: half", &["podDisruptionBudget/minAvailable"]),
     (
@@ -368,12 +386,17 @@ fn the_operator_gets_exactly_the_expected_permissions() {
         expected_cluster_role_rules(),
         "the operator's ClusterRole changed: justify every rule in charts/zenml-operator/templates/rbac.yaml and here"
     );
-    // Events of cluster-scoped objects go to `default`; the leader Lease lives in the release namespace.
+    // Events of cluster-scoped objects go to `default`, where the `kubernetes` Service's EndpointSlices (the API
+    // server's addresses, which restricted egress allows) are only read; the leader Lease lives in the release
+    // namespace.
     let events = find(&objs, "Role", "zenml-operator-events");
     assert_eq!(events["metadata"]["namespace"], "default");
     assert_eq!(
         events["rules"],
-        json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
+        json!([
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        ])
     );
     let lease = find(&objs, "Role", "zenml-operator-leader-election");
     assert_eq!(lease["metadata"]["namespace"], "zenml-system");
@@ -400,10 +423,12 @@ fn the_operator_gets_exactly_the_expected_permissions() {
 async fn the_operator_binds_only_the_cluster_roles_the_chart_lists() {
     install_crds();
     let op = operator::shared();
+    // The role grants what the operator never holds (Secrets): RBAC lets anyone bind a role whose every permission
+    // they hold themselves, and the operator holds ConfigMaps for the Workspace templates.
     let (ws, project, binding, role) =
         (unique("e2e-chart-ws"), unique("e2e-chart-p"), unique("e2e-chart-prb"), unique("e2e-chart-role"));
     let manifests = format!(
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules: [{{apiGroups: [''], resources: [configmaps], verbs: [get]}}]\n---\n\
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules: [{{apiGroups: [''], resources: [secrets], verbs: [get]}}]\n---\n\
          apiVersion: zenml.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {ws}}}\nspec: {{roles: [{{name: reader, clusterRole: {role}}}]}}\n---\n\
          apiVersion: zenml.io/v1alpha1\nkind: Project\nmetadata: {{name: {project}}}\nspec: {{workspace: {ws}}}\n---\n\
          apiVersion: zenml.io/v1alpha1\nkind: ProjectRoleBinding\nmetadata: {{name: {binding}}}\nspec: {{project: {project}, role: reader, subjects: [{{kind: User, name: alice}}]}}\n"
