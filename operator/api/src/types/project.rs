@@ -34,6 +34,7 @@ use super::common::{DeletionPolicy, Egress, LimitRangeSpec, NetworkIsolation, Qu
     printcolumn(name = "Owners", type_ = "string", json_path = ".spec.owners[*].name"),
     printcolumn(name = "Frozen", type_ = "string", json_path = ".status.conditions[?(@.type==\"Frozen\")].status"),
     printcolumn(name = "Expires", type_ = "string", priority = 1, json_path = ".spec.expiresAt"),
+    printcolumn(name = "Templates", type_ = "integer", priority = 1, json_path = ".status.templates"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -94,7 +94,12 @@ pub struct WorkspaceSpec {
     /// Freezes every project of the workspace, as each Project's `spec.frozen` does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frozen: bool,
-    /// Namespaced objects applied into every project namespace of the workspace (see `Template`).
+    /// Namespaced objects the operator server-side applies into every project namespace of the workspace (a ConfigMap
+    /// with the ZenML server URL, an extra LimitRange or NetworkPolicy, ...): restored when changed or deleted by hand,
+    /// deleted from the namespaces when removed from this list, counted in each Project's `status.templates`
+    /// (condition `TemplatesReady`). Only kinds the operator may manage (the chart's `templates.kinds`) are applied,
+    /// never RBAC objects. A Project opts out of one by name (`spec.excludedTemplates`) unless it is `required`. An
+    /// object of a template's name that is not the operator's is left untouched (`TemplateConflict`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::templates::template_list")]
     pub templates: Vec<Template>,
