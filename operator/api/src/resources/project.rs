@@ -122,8 +122,7 @@ pub fn policies_not_allowed(project: &Project, workspace: &Workspace) -> Vec<Str
         return Vec::new();
     };
     let mut not_allowed = Vec::new();
-    for (field, _, list) in own.lists() {
-        let allowed = theirs.list(field);
+    for ((field, _, list), (_, _, allowed)) in own.lists().into_iter().zip(theirs.allowed.lists()) {
         if allowed.is_empty() {
             continue;
         }
@@ -711,8 +710,11 @@ mod tests {
         assert!(!annotations.contains_key(labels::POLICY_INGRESS_CLASSES), "an empty list narrows nothing");
         assert!(policies_not_allowed(&p, &w).is_empty(), "a workspace without policies allows everything");
         w.spec.policies = Some(WorkspacePolicies {
-            storage_classes: vec!["fast".into(), "slow".into()],
-            image_registries: vec!["registry.example.com/".into()],
+            allowed: crate::AllowLists {
+                storage_classes: vec!["fast".into(), "slow".into()],
+                image_registries: vec!["registry.example.com/".into()],
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!(

@@ -20,7 +20,7 @@ pub use common::{
     BuiltinRole, DeletionPolicy, Egress, EgressMode, LimitRangeSpec, NetworkIsolation, QuotaSpec, ResourceList,
     Subject, SubjectKind,
 };
-pub use policies::{AllowedToleration, ProjectPolicies, WorkspacePolicies};
+pub use policies::{AllowLists, AllowedToleration, ProjectPolicies, WorkspacePolicies};
 pub use project::{Project, ProjectQuotaStatus, ProjectSpec, ProjectStatus, RunnerSpec};
 pub use templates::Template;
 pub use workspace::{

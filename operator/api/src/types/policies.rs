@@ -12,6 +12,30 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspacePolicies {
+    /// The allow-lists, which a Project may narrow for itself (its own `spec.policies`).
+    #[serde(flatten)]
+    pub allowed: AllowLists,
+    /// Node labels every pod must select with exactly these values in its `nodeSelector`, so the workspace's pods
+    /// run on its nodes only. Pods without them are refused; see the README for injecting them instead.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::node_selector")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations pods may carry, e.g. for the taint of the workspace's dedicated nodes. When set, every toleration
+    /// of a pod must match one of these by key, and by effect and value where given here (the API server's own
+    /// `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable` tolerations always pass). Unset: any
+    /// toleration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Vec<AllowedToleration>,
+}
+
+/// What pods, claims and ingresses may use: a Workspace's `spec.policies` for all its projects, and a Project's own
+/// `spec.policies`, which narrow its workspace's (a value must be allowed by both, so a project can only be
+/// stricter; an entry the workspace does not allow has no effect and is reported: `PoliciesReady=False`, reason
+/// `NotAllowedByWorkspace`). An empty or absent list restricts nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowLists {
     /// StorageClasses a PersistentVolumeClaim may use (after the cluster's default class is filled in). A claim
     /// naming no class (or `""`, a statically bound volume) passes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -39,52 +63,13 @@ pub struct WorkspacePolicies {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::image_prefix_set")]
     pub image_registries: Vec<String>,
-    /// Node labels every pod must select with exactly these values in its `nodeSelector`, so the workspace's pods
-    /// run on its nodes only. Pods without them are refused; see the README for injecting them instead.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "super::schema::node_selector")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Tolerations pods may carry, e.g. for the taint of the workspace's dedicated nodes. When set, every toleration
-    /// of a pod must match one of these by key, and by effect and value where given here (the API server's own
-    /// `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable` tolerations always pass). Unset: any
-    /// toleration.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
-    pub tolerations: Vec<AllowedToleration>,
 }
 
-/// What one project narrows of its workspace's `spec.policies`: a value must be allowed by the workspace and by the
-/// project. So a project can only be stricter than its workspace; an entry the workspace does not allow has no
-/// effect, and the project reports it (`PoliciesReady=False`, reason `NotAllowedByWorkspace`). An empty or absent
-/// list narrows nothing.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectPolicies {
-    /// StorageClasses this project's PersistentVolumeClaims may use, among the workspace's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::class_name_set")]
-    pub storage_classes: Vec<String>,
-    /// IngressClasses this project's Ingresses may use, among the workspace's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::class_name_set")]
-    pub ingress_classes: Vec<String>,
-    /// PriorityClasses this project's pods may name, among the workspace's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::class_name_set")]
-    pub priority_classes: Vec<String>,
-    /// RuntimeClasses this project's pods may name, among the workspace's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::class_name_set")]
-    pub runtime_classes: Vec<String>,
-    /// Image reference prefixes this project's images must start with, each within one of the workspace's (e.g.
-    /// `registry.example.com/ml/fraud/` under the workspace's `registry.example.com/ml/`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::image_prefix_set")]
-    pub image_registries: Vec<String>,
-}
+/// A project's narrowing of its workspace's allow-lists.
+pub type ProjectPolicies = AllowLists;
 
-impl ProjectPolicies {
-    /// Each list by the field name a user writes, with the annotation the operator puts it in on the namespace.
+impl AllowLists {
+    /// Each list by the field name a user writes, with the namespace annotation a project's list is carried in.
     pub fn lists(&self) -> [(&'static str, &'static str, &[String]); 5] {
         [
             ("storageClasses", crate::labels::POLICY_STORAGE_CLASSES, &self.storage_classes),
@@ -93,20 +78,6 @@ impl ProjectPolicies {
             ("runtimeClasses", crate::labels::POLICY_RUNTIME_CLASSES, &self.runtime_classes),
             ("imageRegistries", crate::labels::POLICY_IMAGE_REGISTRIES, &self.image_registries),
         ]
-    }
-}
-
-impl WorkspacePolicies {
-    /// The workspace's list for a field of [`ProjectPolicies::lists`].
-    pub fn list(&self, field: &str) -> &[String] {
-        match field {
-            "storageClasses" => &self.storage_classes,
-            "ingressClasses" => &self.ingress_classes,
-            "priorityClasses" => &self.priority_classes,
-            "runtimeClasses" => &self.runtime_classes,
-            "imageRegistries" => &self.image_registries,
-            _ => &[],
-        }
     }
 }
 
