@@ -390,7 +390,7 @@ fn resource_versions(project: &str, workspace: &str) -> BTreeMap<String, String>
     add(kubectl_json(&["get", "workspace", workspace]));
     add(kubectl_json(&[
         "get",
-        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
+        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings,configmaps",
         "-n",
         project,
         "-l",
@@ -941,6 +941,12 @@ async fn no_writes_while_idle_or_after_a_restart() {
             "members": [{"role": "admin", "subjects": [{"kind": "Group", "name": "admins"}]}],
             "projectDefaults": {"quota": {"hard": {"pods": "10", "requests.cpu": "2"}}, "limitRange": {"defaultRequest": {"cpu": "100m"}}},
             "budget": {"hard": {"requests.cpu": "8"}},
+            // Templates too: what the API server defaults in them (a NetworkPolicy's policyTypes) is no difference.
+            "templates": [
+                {"name": "zenml-server", "object": {"apiVersion": "v1", "kind": "ConfigMap", "data": {"url": "https://z"}}},
+                {"name": "allow-monitoring", "object": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "spec": {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}}},
+            ],
         }),
     );
     t.project(&p, &ws, json!({"projectId": "idle", "namespaceLabels": {"cost-center": "1"}}));
@@ -953,7 +959,7 @@ async fn no_writes_while_idle_or_after_a_restart() {
     })
     .await;
     let before = resource_versions(&p, &ws);
-    assert!(before.len() >= 8, "too few objects: {before:?}");
+    assert!(before.len() >= 10, "too few objects (templates included): {before:?}");
 
     // Idle with the shared operator running.
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -1809,7 +1815,7 @@ async fn deletion_follows_the_policy_and_a_workspace_waits_for_its_projects() {
     // Nothing left for the garbage collector to take: no ownerReferences on what stays.
     let remaining = kubectl_json(&[
         "get",
-        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings",
+        "resourcequotas,limitranges,networkpolicies,serviceaccounts,roles,rolebindings,configmaps",
         "-n",
         &pr,
     ]);
