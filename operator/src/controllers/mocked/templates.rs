@@ -62,6 +62,15 @@ async fn a_template_is_created_after_asking_whose_its_name_is_and_someone_elses_
     assert_eq!(status["status"]["templates"], 1, "only the one applied is counted");
     let message = status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "TemplatesReady");
     assert!(message.unwrap()["message"].as_str().unwrap().contains("left untouched"), "{message:?}");
+    let mut event = None;
+    for _ in 0..100 {
+        event = h.server.events().into_iter().find(|e| e.body["reason"] == "TemplateConflict");
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(event.expect("a TemplateConflict Event").body["type"], "Warning");
 }
 
 #[tokio::test]

@@ -167,7 +167,14 @@ async fn provision(
         conds.retain(|c| c.type_ != ConditionType::AccessReady);
         conds.push(Cond::fail(ConditionType::AccessReady, Reason::BindForbidden, msg));
     }
-    conds.push(zenml_api::status::templates::condition(&children.templates, &templates));
+    let templates_ready = zenml_api::status::templates::condition(&children.templates, &templates);
+    let before = project.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == templates_ready.type_));
+    if !templates_ready.ok && before.is_none_or(|c| c.reason != templates_ready.reason) {
+        // Said even when Ready was already False for another reason (whose Event this would not be).
+        let msg = templates_ready.message.clone();
+        ctx.event(project, EventType::Warning, templates_ready.reason, EventAction::Apply, msg).await;
+    }
+    conds.push(templates_ready);
     // The status counts the templates applied: those without a problem.
     children.templates.objects.retain(|o| !templates.iter().any(|p| o.metadata.name.as_ref() == Some(&p.name)));
     let usage_wait = write_status(project, api, ctx, conds, Some(&children)).await?;
