@@ -34,7 +34,53 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{eventually, kubectl, kubectl_json, run, run_stdin};
+use crate::fixtures::Cleanup;
+use crate::{eventually, kubectl, kubectl_json, run, run_stdin, unique, wait_condition, zenml_object};
+
+/// How long the operator may take for anything that needs no namespace deletion.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One network test's objects (workspaces, projects, plain namespaces and what is in them), deleted when it ends,
+/// pass or fail, with the shared operator serving it. Needs the node (fails with the reason it is missing).
+pub struct Walls {
+    pub made: Cleanup,
+}
+
+impl Walls {
+    pub fn start() -> Walls {
+        crate::node::require();
+        Walls { made: Cleanup::with_shared_operator(TIMEOUT) }
+    }
+
+    /// A Workspace with `defaults` as its `projectDefaults` (`json!({})` for none).
+    pub fn workspace(&mut self, prefix: &str, defaults: Value) -> String {
+        let name = unique(prefix);
+        self.made.workspace(&name, json!({"projectDefaults": defaults}));
+        name
+    }
+
+    /// A Project of `workspace` with the rest of its spec in `spec` (`json!({})` for the workspace's defaults).
+    pub fn project(&mut self, prefix: &str, workspace: &str, mut spec: Value) -> String {
+        let name = unique(prefix);
+        spec["workspace"] = json!(workspace);
+        self.made.apply(&zenml_object("Project", &name, spec));
+        name
+    }
+
+    /// A namespace that is no Project's.
+    pub async fn plain_namespace(&mut self, prefix: &str) -> String {
+        let client = crate::client().await;
+        let name = crate::namespace(&client, prefix).await;
+        self.made.track("Namespace", &name);
+        name
+    }
+}
+
+/// Waits until the Project is Ready for its current generation.
+pub async fn ready(project: &str) {
+    wait_condition("project", project, "Ready", TIMEOUT, &format!("project {project} Ready"), |c| c.status == "True")
+        .await;
+}
 
 /// The probe's image, as `e2e/cluster` imports it into the node (`imagePullPolicy: Never`).
 pub const IMAGE: &str = "zenml-e2e.local/net:1";

@@ -9,56 +9,28 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::fixtures::Cleanup;
-use e2e::network::{self, Matrix, PORT};
-use e2e::{kubectl, node, read_condition, run, run_stdin, unique, wait_condition, zenml_object};
+use e2e::network::{self, Matrix, PORT, TIMEOUT, Walls, ready};
+use e2e::{kubectl, read_condition, run, run_stdin, unique, zenml_object};
 use serde_json::{Value, json};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// The operator's NetworkPolicy, which carries the egress rules beside the ingress wall.
 const WALL: &str = "zenml-project-isolation";
 const WALLS_POLICY: &str = "zenml-network-walls";
 /// The API server as pods address it: the `kubernetes` Service.
 const API_SERVICE: &str = "10.96.0.1";
 
-struct Test {
-    made: Cleanup,
+/// A workspace whose projects have no ingress wall, and `egress` as their default when given.
+fn workspace(t: &mut Walls, prefix: &str, egress: Option<Value>) -> String {
+    let mut defaults = json!({"networkIsolation": "None"});
+    if let Some(e) = egress {
+        defaults["egress"] = e;
+    }
+    t.workspace(prefix, defaults)
 }
 
-impl Test {
-    fn new() -> Test {
-        node::require();
-        Test { made: Cleanup::with_shared_operator(TIMEOUT) }
-    }
-
-    /// A workspace whose projects have no ingress wall, and `egress` as their default when given.
-    fn workspace(&mut self, prefix: &str, egress: Option<Value>) -> String {
-        let name = unique(prefix);
-        let mut defaults = json!({"networkIsolation": "None"});
-        if let Some(e) = egress {
-            defaults["egress"] = e;
-        }
-        self.made.workspace(&name, json!({"projectDefaults": defaults}));
-        name
-    }
-
-    /// A Project of `workspace`, with its own `egress` when given.
-    fn project(&mut self, prefix: &str, workspace: &str, egress: Option<Value>) -> String {
-        let name = unique(prefix);
-        let mut spec = json!({"workspace": workspace});
-        if let Some(e) = egress {
-            spec["egress"] = e;
-        }
-        self.made.apply(&zenml_object("Project", &name, spec));
-        name
-    }
-
-    async fn plain_namespace(&mut self, prefix: &str) -> String {
-        let client = e2e::client().await;
-        let name = e2e::namespace(&client, prefix).await;
-        self.made.track("Namespace", &name);
-        name
-    }
+/// A Project of `workspace`, with its own `egress` when given.
+fn project(t: &mut Walls, prefix: &str, workspace: &str, egress: Option<Value>) -> String {
+    t.project(prefix, workspace, egress.map(|e| json!({"egress": e})).unwrap_or_else(|| json!({})))
 }
 
 /// A probe pod in `kube-system` (the operator's default DNS namespace) serving TCP 53 and [`PORT`]; deleted when
@@ -87,11 +59,6 @@ impl Drop for DnsStandIn {
     }
 }
 
-async fn ready(project: &str) {
-    wait_condition("project", project, "Ready", TIMEOUT, &format!("project {project} Ready"), |c| c.status == "True")
-        .await;
-}
-
 fn egress_reason(project: &str) -> String {
     read_condition("project", project, "EgressReady").map(|c| c.reason).unwrap_or_default()
 }
@@ -109,13 +76,13 @@ fn secs(d: Duration) -> String {
 /// reached; another workspace's project and a namespace that is no project's are not. `Open` reaches all of them.
 #[tokio::test]
 async fn workspace_egress_reaches_the_workspace_and_the_api_server_only() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-egr-ws", Some(json!({"mode": "Workspace"})));
-    let other_ws = t.workspace("e2e-egr-ows", None);
-    let a = t.project("e2e-egr-a", &ws, None);
-    let b = t.project("e2e-egr-b", &ws, None);
-    let open = t.project("e2e-egr-open", &ws, Some(json!({"mode": "Open"})));
-    let c = t.project("e2e-egr-c", &other_ws, None);
+    let mut t = Walls::start();
+    let ws = workspace(&mut t, "e2e-egr-ws", Some(json!({"mode": "Workspace"})));
+    let other_ws = workspace(&mut t, "e2e-egr-ows", None);
+    let a = project(&mut t, "e2e-egr-a", &ws, None);
+    let b = project(&mut t, "e2e-egr-b", &ws, None);
+    let open = project(&mut t, "e2e-egr-open", &ws, Some(json!({"mode": "Open"})));
+    let c = project(&mut t, "e2e-egr-c", &other_ws, None);
     let plain = t.plain_namespace("e2e-egr-plain").await;
     // A namespace whose egress a cluster admin closed entirely: that the API server cell below can fail.
     let fenced = t.plain_namespace("e2e-egr-fenced").await;
@@ -160,13 +127,14 @@ async fn workspace_egress_reaches_the_workspace_and_the_api_server_only() {
 /// nothing else.
 #[tokio::test]
 async fn an_allow_list_reaches_only_what_it_lists() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-egr-ws", None);
+    let mut t = Walls::start();
+    let ws = workspace(&mut t, "e2e-egr-ws", None);
     let gateway = t.plain_namespace("e2e-egr-gw").await;
     let listed = t.plain_namespace("e2e-egr-cidr").await;
     let plain = t.plain_namespace("e2e-egr-plain").await;
     let [gw, by_cidr, outside] = network::probes([(&gateway, "server"), (&listed, "server"), (&plain, "server")]).await;
-    let p = t.project(
+    let p = project(
+        &mut t,
         "e2e-egr-allow",
         &ws,
         Some(json!({"mode": "AllowList", "namespaces": [gateway], "cidrs": [format!("{}/32", by_cidr.ip)]})),
@@ -193,10 +161,10 @@ async fn an_allow_list_reaches_only_what_it_lists() {
 /// from inside, and may narrow it.
 #[tokio::test]
 async fn egress_is_restored_follows_its_mode_and_holds_from_inside() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-egr-ws", None);
+    let mut t = Walls::start();
+    let ws = workspace(&mut t, "e2e-egr-ws", None);
     let plain = t.plain_namespace("e2e-egr-plain").await;
-    let p = t.project("e2e-egr-p", &ws, Some(json!({"mode": "Workspace"})));
+    let p = project(&mut t, "e2e-egr-p", &ws, Some(json!({"mode": "Workspace"})));
     let dev = unique("e2e-egr-dev");
     t.made.apply(&zenml_object(
         "ProjectRoleBinding",
@@ -269,9 +237,9 @@ async fn egress_is_restored_follows_its_mode_and_holds_from_inside() {
 /// cluster (its `kubernetes` Service names no endpoint), the Service's EndpointSlices elsewhere.
 #[tokio::test]
 async fn restricted_egress_allows_the_api_server_where_pods_reach_it() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-egr-ws", Some(json!({"mode": "Workspace"})));
-    let p = t.project("e2e-egr-p", &ws, None);
+    let mut t = Walls::start();
+    let ws = workspace(&mut t, "e2e-egr-ws", Some(json!({"mode": "Workspace"})));
+    let p = project(&mut t, "e2e-egr-p", &ws, None);
     ready(&p).await;
     assert_eq!(egress_reason(&p), "EgressWorkspace");
     let policy = e2e::kubectl_json(&["get", "networkpolicy", WALL, "-n", &p]);

@@ -10,62 +10,16 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::fixtures::Cleanup;
-use e2e::network::{self, CONVERGE, Matrix, PORT, PORTS, Probe};
-use e2e::{kubectl, kubectl_json, node, run, run_stdin, unique, wait_condition, zenml_object};
+use e2e::network::{self, CONVERGE, Matrix, PORT, PORTS, Probe, TIMEOUT, Walls, ready};
+use e2e::{kubectl, kubectl_json, run, run_stdin, unique, wait_condition, zenml_object};
 use serde_json::{Value, json};
 
-/// How long the operator may take for anything that needs no namespace deletion.
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// The operator's NetworkPolicy in each walled project namespace.
 const WALL: &str = "zenml-project-isolation";
 const WALLS_POLICY: &str = "zenml-network-walls";
 
-/// One test's objects, deleted when it ends (pass or fail), with the shared operator serving it.
-struct Test {
-    made: Cleanup,
-}
-
-impl Test {
-    fn new() -> Test {
-        node::require();
-        Test { made: Cleanup::with_shared_operator(TIMEOUT) }
-    }
-
-    fn workspace(&mut self, prefix: &str, isolation: Option<&str>) -> String {
-        let name = unique(prefix);
-        let spec = match isolation {
-            Some(i) => json!({"projectDefaults": {"networkIsolation": i}}),
-            None => json!({}),
-        };
-        self.made.workspace(&name, spec);
-        name
-    }
-
-    /// A Project of `workspace` (with `networkIsolation` when given, else the workspace's default).
-    fn project(&mut self, prefix: &str, workspace: &str, isolation: Option<&str>) -> String {
-        let name = unique(prefix);
-        let mut spec = json!({"workspace": workspace});
-        if let Some(i) = isolation {
-            spec["networkIsolation"] = json!(i);
-        }
-        self.made.apply(&zenml_object("Project", &name, spec));
-        name
-    }
-
-    /// A namespace that is no Project's.
-    async fn plain_namespace(&mut self, prefix: &str) -> String {
-        let client = e2e::client().await;
-        let name = e2e::namespace(&client, prefix).await;
-        self.made.track("Namespace", &name);
-        name
-    }
-}
-
-/// Waits until the Project is Ready for its current generation.
-async fn ready(project: &str) {
-    wait_condition("project", project, "Ready", TIMEOUT, &format!("project {project} Ready"), |c| c.status == "True")
-        .await;
+fn isolation(i: &str) -> Value {
+    json!({"networkIsolation": i})
 }
 
 /// Whether the operator's NetworkPolicy exists in `namespace` now.
@@ -83,12 +37,12 @@ fn secs(d: Duration) -> String {
 /// namespace without a wall, and the API server.
 #[tokio::test]
 async fn project_isolation_admits_its_own_namespace_only() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
-    let other_ws = t.workspace("e2e-net-ows", None);
-    let a = t.project("e2e-net-a", &ws, Some("Project"));
-    let b = t.project("e2e-net-b", &ws, None);
-    let c = t.project("e2e-net-c", &other_ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
+    let other_ws = t.workspace("e2e-net-ows", json!({}));
+    let a = t.project("e2e-net-a", &ws, isolation("Project"));
+    let b = t.project("e2e-net-b", &ws, json!({}));
+    let c = t.project("e2e-net-c", &other_ws, json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     for p in [&a, &b, &c] {
         ready(p).await;
@@ -115,12 +69,12 @@ async fn project_isolation_admits_its_own_namespace_only() {
 /// namespaces that are no project's are not.
 #[tokio::test]
 async fn workspace_isolation_admits_the_workspace_only() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", Some("Workspace"));
-    let other_ws = t.workspace("e2e-net-ows", Some("Workspace"));
-    let a = t.project("e2e-net-a", &ws, None);
-    let b = t.project("e2e-net-b", &ws, None);
-    let c = t.project("e2e-net-c", &other_ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", isolation("Workspace"));
+    let other_ws = t.workspace("e2e-net-ows", isolation("Workspace"));
+    let a = t.project("e2e-net-a", &ws, json!({}));
+    let b = t.project("e2e-net-b", &ws, json!({}));
+    let c = t.project("e2e-net-c", &other_ws, json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     for p in [&a, &b, &c] {
         ready(p).await;
@@ -139,12 +93,12 @@ async fn workspace_isolation_admits_the_workspace_only() {
 /// `networkIsolation: None`: no wall, no NetworkPolicy; everyone connects.
 #[tokio::test]
 async fn no_isolation_admits_everyone() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", Some("None"));
-    let other_ws = t.workspace("e2e-net-ows", None);
-    let a = t.project("e2e-net-a", &ws, None);
-    let b = t.project("e2e-net-b", &ws, None);
-    let c = t.project("e2e-net-c", &other_ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", isolation("None"));
+    let other_ws = t.workspace("e2e-net-ows", json!({}));
+    let a = t.project("e2e-net-a", &ws, json!({}));
+    let b = t.project("e2e-net-b", &ws, json!({}));
+    let c = t.project("e2e-net-c", &other_ws, json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     for p in [&a, &b, &c] {
         ready(p).await;
@@ -165,10 +119,10 @@ async fn no_isolation_admits_everyone() {
 /// the network: a pod of B running as that ServiceAccount is still refused by A's wall (docs/network.md).
 #[tokio::test]
 async fn a_cross_project_grant_does_not_open_the_network() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
-    let a = t.project("e2e-net-a", &ws, None);
-    let b = t.project("e2e-net-b", &ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
+    let a = t.project("e2e-net-a", &ws, json!({}));
+    let b = t.project("e2e-net-b", &ws, json!({}));
     ready(&a).await;
     ready(&b).await;
     let grant = unique("e2e-net-grant");
@@ -209,10 +163,10 @@ async fn a_cross_project_grant_does_not_open_the_network() {
 /// wall to the workspace, -> None to everyone, -> Project closes it again.
 #[tokio::test]
 async fn changing_isolation_takes_effect_within_seconds() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
-    let a = t.project("e2e-net-a", &ws, Some("Project"));
-    let b = t.project("e2e-net-b", &ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
+    let a = t.project("e2e-net-a", &ws, isolation("Project"));
+    let b = t.project("e2e-net-b", &ws, json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     ready(&a).await;
     ready(&b).await;
@@ -249,9 +203,9 @@ async fn changing_isolation_takes_effect_within_seconds() {
 /// outside is refused again.
 #[tokio::test]
 async fn a_wall_deleted_by_hand_is_restored_and_holds_again() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
-    let a = t.project("e2e-net-a", &ws, None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
+    let a = t.project("e2e-net-a", &ws, json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     ready(&a).await;
     let [server, outside] = network::probes([(&a, "server"), (&plain, "client")]).await;
@@ -302,9 +256,9 @@ async fn a_wall_deleted_by_hand_is_restored_and_holds_again() {
 /// is the only policy, and only its port is open.
 #[tokio::test]
 async fn a_developer_cannot_open_the_wall_and_a_narrowing_policy_holds() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
-    let a = t.project("e2e-net-a", &ws, Some("Project"));
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
+    let a = t.project("e2e-net-a", &ws, isolation("Project"));
     let plain = t.plain_namespace("e2e-net-plain").await;
     let dev = unique("e2e-net-dev");
     let binding = unique("e2e-net-dev");
@@ -371,8 +325,8 @@ async fn a_developer_cannot_open_the_wall_and_a_narrowing_policy_holds() {
 /// connection got through before the wall held (a pod that starts before its wall is open until then).
 #[tokio::test]
 async fn time_from_apply_to_the_first_refused_connection() {
-    let mut t = Test::new();
-    let ws = t.workspace("e2e-net-ws", None);
+    let mut t = Walls::start();
+    let ws = t.workspace("e2e-net-ws", json!({}));
     let plain = t.plain_namespace("e2e-net-plain").await;
     ready_workspace(&ws).await;
     let [outside] = network::probes([(&plain, "client")]).await;
