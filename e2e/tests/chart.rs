@@ -288,6 +288,21 @@ const BAD_VALUES: &[(&str, &str, &[&str])] = &[
         "egress:\n  dnsNamespace: Kube_System",
         &["egress/dnsNamespace", "does not match pattern"],
     ),
+    (
+        "an RBAC kind as a template kind",
+        "templates:\n  kinds: [{apiVersion: rbac.authorization.k8s.io/v1, kind: Role, resource: roles}]",
+        &["templates/kinds/0/apiVersion", "'not' failed"],
+    ),
+    (
+        "ServiceAccount as a template kind",
+        "templates:\n  kinds: [{apiVersion: v1, kind: ServiceAccount, resource: serviceaccounts}]",
+        &["templates/kinds/0/kind", "'not' failed"],
+    ),
+    (
+        "template kind without its resource",
+        "templates:\n  kinds: [{apiVersion: v1, kind: Secret}]",
+        &["templates/kinds/0"],
+    ),
     ("pull policy", "image:\n  pullPolicy: Sometimes", &["image/pullPolicy", "value must be one of"]),
     ("percent without %", "podDisruptionBudget:\n  minAvailable: half", &["podDisruptionBudget/minAvailable"]),
     (
