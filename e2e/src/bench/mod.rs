@@ -328,6 +328,15 @@ impl Bench {
             );
         }
         let mut record = RunRecord::start(&self.s, &header);
+        let built = std::fs::metadata(&self.operator_bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok())
+            .and_then(|t| t.round(k8s_openapi::jiff::Unit::Second).ok());
+        record.operator = match built {
+            Some(t) => format!("{} (built {t})", self.operator_bin.display()),
+            None => self.operator_bin.display().to_string(),
+        };
         self.refuse_other_operators().await?;
         let workload = Workload::new(&self.run, &self.workspace, self.n());
         let templates = workload.templates()?;

@@ -20,6 +20,9 @@ pub struct RunRecord {
     pub date: String,
     /// `git describe --always --dirty` of the working tree the benchmark ran from.
     pub commit: String,
+    /// The operator binary measured and when it was built (its modification time): the commit above is the tree's
+    /// when the run started, which the binary need not match.
+    pub operator: String,
     /// Cores, memory and the load average when the run started (a busy machine shows here).
     pub machine: String,
     /// `--record-note`: e.g. what else ran on the machine.
@@ -223,6 +226,8 @@ fn draw(
         .x_desc("N (projects, log scale)")
         .y_desc(unit)
         .x_label_formatter(&|n| format!("{n:.0}"))
+        // The log scale's minor lines crowd into a grey band near each power of ten.
+        .light_line_style(TRANSPARENT)
         .draw()?;
     let colors = [RGBColor(200, 40, 40), RGBColor(40, 90, 200), RGBColor(30, 150, 60)];
     for ((name, points), color) in names.iter().zip(series).zip(colors) {
