@@ -74,7 +74,7 @@ pub enum Phase {
     Restart,
     /// Figure 7: single projects on the idle operator.
     Latency,
-    /// Figure 8: a share of the projects changed every second (also off with `churn_seconds` 0).
+    /// Figure 8: a share of the projects changed every second (also off with `--churn-seconds 0`).
     Churn,
 }
 

@@ -50,7 +50,7 @@ struct Args {
     /// Seconds to wait for another operator to go away and for ours to lead.
     #[arg(long, default_value_t = 30)]
     leader_timeout_seconds: u64,
-    /// Phases not to run (comma-separated). Provisioning always runs; e.g. `--skip floor,budget,latency` for a
+    /// Phases not to run (comma-separated). Provisioning always runs; e.g. `--skip floor,budget` for a
     /// 10,000-project run that fits in about an hour.
     #[arg(long, value_enum, value_delimiter = ',')]
     skip: Vec<Phase>,
