@@ -1228,9 +1228,11 @@ async fn a_binding_to_a_missing_cluster_role_says_so_until_it_exists() {
     t.binding(&b, json!({"project": p, "role": "ghost", "subjects": [{"kind": "User", "name": "casper"}]}));
     let msg = t.wait_binding(&b, "False", "RoleNotFound").await;
     assert!(msg.contains(&role), "{msg}");
+    // Secrets, which the operator never holds: RBAC lets anyone bind a role whose every permission they hold, and
+    // the operator holds ConfigMaps for the Workspace templates.
     server_side_apply(&json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": role}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        "metadata": {"name": role}, "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
     }));
     let done = eventually(TIMEOUT, "the binding to leave RoleNotFound", || async {
         let c = e2e::condition(&kubectl_json(&["get", "projectrolebinding", &b]), "Ready");
