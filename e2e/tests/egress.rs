@@ -217,6 +217,16 @@ async fn egress_is_restored_follows_its_mode_and_holds_from_inside() {
         ("to-anywhere", json!([{}])),
         ("to-the-internet", json!([{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}])),
         ("to-every-namespace", json!([{"to": [{"namespaceSelector": {}}]}])),
+        // Variants the rule was not written around: another namespace by name, with a port, beside an allowed peer.
+        (
+            "to-kube-system-by-name",
+            json!([{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                    "ports": [{"protocol": "TCP", "port": 443}]}]),
+        ),
+        (
+            "an-open-peer-beside-an-allowed-one",
+            json!([{"to": [{"podSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]}]),
+        ),
     ] {
         let out = as_dev(&policy(name, egress));
         assert!(
