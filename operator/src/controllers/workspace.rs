@@ -39,35 +39,7 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     let projects = ctx.stores.projects_of(&name);
 
     if workspace.meta().deletion_timestamp.is_some() {
-        if !finalizer::has(&*workspace) {
-            return Ok(Action::await_change());
-        }
-        // The default project is ours to delete: waiting for it would wait forever.
-        let released = super::default_project::release(&workspace, &ctx, None).await?;
-        ctx.changed(&*workspace, &released, EventAction::Delete, EventType::Normal).await;
-        if projects.is_empty() {
-            finalizer::remove(&api, &*workspace).await?;
-            return Ok(Action::await_change());
-        }
-        let mut names: Vec<String> = projects.iter().map(|p| p.name_any()).collect();
-        names.sort();
-        let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-        let msg = format!(
-            "{} projects remain ({shown}{}); the workspace is deleted once they are gone",
-            names.len(),
-            if names.len() > 10 { ", ..." } else { "" }
-        );
-        write_status(
-            &workspace,
-            &api,
-            &ctx,
-            vec![Cond::fail(ConditionType::ProjectsReady, Reason::ProjectsRemain, msg)],
-            projects.len(),
-            None,
-        )
-        .await?;
-        // Each project's deletion wakes this workspace; the requeue is only a safety net.
-        return Ok(Action::requeue(RESYNC));
+        return cleanup(&workspace, &api, &ctx, &projects).await;
     }
 
     finalizer::ensure(&api, &*workspace, &ctx.status_in_flight).await?;
@@ -113,6 +85,45 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     parts.extend(policies);
     parts.extend(super::default_project::reconcile(&workspace, &ctx).await?);
     write_status(&workspace, &api, &ctx, parts, projects.len(), budget).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// A deleted workspace: its default project goes first; the finalizer goes once no project is left, and until then
+/// the status names the projects that remain.
+async fn cleanup(
+    workspace: &Workspace,
+    api: &Api<Workspace>,
+    ctx: &Context,
+    projects: &[Arc<Project>],
+) -> Result<Action> {
+    if !finalizer::has(workspace) {
+        return Ok(Action::await_change());
+    }
+    // The default project is ours to delete: waiting for it would wait forever.
+    let released = super::default_project::release(workspace, ctx, None).await?;
+    ctx.changed(workspace, &released, EventAction::Delete, EventType::Normal).await;
+    if projects.is_empty() {
+        finalizer::remove(api, workspace).await?;
+        return Ok(Action::await_change());
+    }
+    let mut names: Vec<String> = projects.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    let msg = format!(
+        "{} projects remain ({shown}{}); the workspace is deleted once they are gone",
+        names.len(),
+        if names.len() > 10 { ", ..." } else { "" }
+    );
+    write_status(
+        workspace,
+        api,
+        ctx,
+        vec![Cond::fail(ConditionType::ProjectsReady, Reason::ProjectsRemain, msg)],
+        projects.len(),
+        None,
+    )
+    .await?;
+    // Each project's deletion wakes this workspace; the requeue is only a safety net.
     Ok(Action::requeue(RESYNC))
 }
 
