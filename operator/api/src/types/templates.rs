@@ -27,14 +27,6 @@ pub struct Template {
 /// namespace, pose as ours or mint a ServiceAccount token is refused at `kubectl apply`.
 pub fn template_list(_: &mut SchemaGenerator) -> Schema {
     let reserved = RESERVED_TEMPLATE_NAMES.map(|n| format!("'{n}'")).join(", ");
-    let string_map = |what: &str| {
-        json_schema!({
-            "type": "object",
-            "description": what,
-            "maxProperties": 64,
-            "additionalProperties": {"type": "string", "maxLength": 4096},
-        })
-    };
     json_schema!({
         "description": "Namespaced objects the operator server-side applies into every project namespace of the workspace (a ConfigMap with the ZenML server URL, a Secret reference, an extra LimitRange or NetworkPolicy, ...): restored when changed or deleted by hand, deleted from the namespaces when removed from this list, counted in each Project's status.templates. Only kinds the operator is allowed to manage (the chart's templates.kinds value) are applied; never RBAC objects. A Project opts out of one by name with spec.excludedTemplates, unless it is required.",
         "type": "array",
@@ -61,53 +53,7 @@ pub fn template_list(_: &mut SchemaGenerator) -> Schema {
                     "description": "Projects may not exclude it: a Project's spec.excludedTemplates naming it is ignored, and the project's TemplatesReady condition says so.",
                     "type": "boolean",
                 },
-                "object": {
-                    "description": "The object: apiVersion, kind, optional metadata.labels and metadata.annotations, and its content (data, stringData, spec, ...). Its name is the template's name and its namespace each project's.",
-                    "type": "object",
-                    "required": ["apiVersion", "kind"],
-                    "x-kubernetes-preserve-unknown-fields": true,
-                    "properties": {
-                        "apiVersion": {"type": "string", "minLength": 1, "maxLength": 253},
-                        "kind": {"type": "string", "minLength": 1, "maxLength": 63},
-                        "type": {"description": "A Secret's type; never kubernetes.io/service-account-token.", "type": "string", "maxLength": 253},
-                        "metadata": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"description": "Leave unset, or the template's name.", "type": "string", "maxLength": 253},
-                                "namespace": {"description": "Never set: the object goes into every project namespace.", "type": "string", "maxLength": 63},
-                                "labels": string_map("Labels of the object; none under zenml.io/ or app.kubernetes.io/managed-by, which say what the operator manages."),
-                                "annotations": string_map("Annotations of the object."),
-                            },
-                        },
-                    },
-                    "x-kubernetes-validations": [
-                        {
-                            "rule": "!self.apiVersion.startsWith('rbac.authorization.k8s.io/')",
-                            "message": "a template may not be an RBAC object (Role, RoleBinding, ClusterRole, ClusterRoleBinding): templates cannot grant access; grant roles with spec.members or ProjectRoleBindings",
-                            "reason": "FieldValueForbidden",
-                        },
-                        {
-                            "rule": "!(self.apiVersion == 'v1' && self.kind in ['Namespace', 'ServiceAccount', 'Node', 'PersistentVolume'])",
-                            "message": "a template may not be a Namespace, ServiceAccount, Node or PersistentVolume: templates are namespaced objects that grant no identity; the project's runner ServiceAccount is spec.runner",
-                            "reason": "FieldValueForbidden",
-                        },
-                        {
-                            "rule": "!(self.kind == 'Secret' && has(self.type) && self.type == 'kubernetes.io/service-account-token')",
-                            "message": "a template Secret may not be of type kubernetes.io/service-account-token: it would mint a token for a ServiceAccount of every project; use another type",
-                            "reason": "FieldValueForbidden",
-                        },
-                        {
-                            "rule": "!has(self.metadata) || !has(self.metadata.__namespace__)",
-                            "message": "templates[].object.metadata.namespace must not be set: the object is applied into every project namespace of the workspace; remove it",
-                            "reason": "FieldValueForbidden",
-                        },
-                        {
-                            "rule": "!has(self.metadata) || !has(self.metadata.labels) || self.metadata.labels.all(k, !k.startsWith('zenml.io/') && k != 'app.kubernetes.io/managed-by')",
-                            "message": "templates[].object.metadata.labels may not set zenml.io/ labels or app.kubernetes.io/managed-by: they say what the operator manages, and the operator sets them; remove them",
-                            "reason": "FieldValueForbidden",
-                        },
-                    ],
-                },
+                "object": template_object(),
             },
             "x-kubernetes-validations": [{
                 "rule": "!has(self.object.metadata) || !has(self.object.metadata.name) || self.object.metadata.name == self.name",
@@ -115,6 +61,66 @@ pub fn template_list(_: &mut SchemaGenerator) -> Schema {
                 "reason": "FieldValueInvalid",
             }],
         },
+    })
+}
+
+/// `templates[].object`: what a template may be. Its rules refuse, at `kubectl apply`, an object that could grant
+/// (RBAC), mint an identity or a token, land in another namespace, or pose as one the operator manages.
+fn template_object() -> Schema {
+    let string_map = |what: &str| {
+        json_schema!({
+            "type": "object",
+            "description": what,
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "maxLength": 4096},
+        })
+    };
+    json_schema!({
+        "description": "The object: apiVersion, kind, optional metadata.labels and metadata.annotations, and its content (data, stringData, spec, ...). Its name is the template's name and its namespace each project's.",
+        "type": "object",
+        "required": ["apiVersion", "kind"],
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "apiVersion": {"type": "string", "minLength": 1, "maxLength": 253},
+            "kind": {"type": "string", "minLength": 1, "maxLength": 63},
+            "type": {"description": "A Secret's type; never kubernetes.io/service-account-token.", "type": "string", "maxLength": 253},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"description": "Leave unset, or the template's name.", "type": "string", "maxLength": 253},
+                    "namespace": {"description": "Never set: the object goes into every project namespace.", "type": "string", "maxLength": 63},
+                    "labels": string_map("Labels of the object; none under zenml.io/ or app.kubernetes.io/managed-by, which say what the operator manages."),
+                    "annotations": string_map("Annotations of the object."),
+                },
+            },
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "!self.apiVersion.startsWith('rbac.authorization.k8s.io/')",
+                "message": "a template may not be an RBAC object (Role, RoleBinding, ClusterRole, ClusterRoleBinding): templates cannot grant access; grant roles with spec.members or ProjectRoleBindings",
+                "reason": "FieldValueForbidden",
+            },
+            {
+                "rule": "!(self.apiVersion == 'v1' && self.kind in ['Namespace', 'ServiceAccount', 'Node', 'PersistentVolume'])",
+                "message": "a template may not be a Namespace, ServiceAccount, Node or PersistentVolume: templates are namespaced objects that grant no identity; the project's runner ServiceAccount is spec.runner",
+                "reason": "FieldValueForbidden",
+            },
+            {
+                "rule": "!(self.kind == 'Secret' && has(self.type) && self.type == 'kubernetes.io/service-account-token')",
+                "message": "a template Secret may not be of type kubernetes.io/service-account-token: it would mint a token for a ServiceAccount of every project; use another type",
+                "reason": "FieldValueForbidden",
+            },
+            {
+                "rule": "!has(self.metadata) || !has(self.metadata.__namespace__)",
+                "message": "templates[].object.metadata.namespace must not be set: the object is applied into every project namespace of the workspace; remove it",
+                "reason": "FieldValueForbidden",
+            },
+            {
+                "rule": "!has(self.metadata) || !has(self.metadata.labels) || self.metadata.labels.all(k, !k.startsWith('zenml.io/') && k != 'app.kubernetes.io/managed-by')",
+                "message": "templates[].object.metadata.labels may not set zenml.io/ labels or app.kubernetes.io/managed-by: they say what the operator manages, and the operator sets them; remove them",
+                "reason": "FieldValueForbidden",
+            },
+        ],
     })
 }
 
