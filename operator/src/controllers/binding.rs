@@ -209,11 +209,11 @@ async fn exists(api: &Api<ProjectRoleBinding>, binding: &ProjectRoleBinding) -> 
 
 /// How long a new binding whose project does not exist waits before it says so (a typo should show soon).
 const NOT_FOUND_GRACE: Duration = Duration::from_secs(10);
-/// How long a new binding whose project exists but is not provisioned yet waits before it says so. At bulk (a
-/// thousand projects applied at once) provisioning takes a while; the project's own status says why meanwhile.
+/// How long a new binding whose project exists but is not provisioned yet waits before it says so. At bulk (many
+/// projects applied at once) provisioning takes a while; the project's own status says why meanwhile.
 const NOT_READY_GRACE: Duration = Duration::from_secs(60);
-/// The same while the project has no status at all: the operator has not reached it yet (at bulk, five thousand
-/// projects took four minutes), and nothing is wrong that the binding could tell. The project's first status wakes
+/// The same while the project has no status at all: the operator has not reached it yet (at bulk that can take
+/// minutes: docs/benchmarks.md), and nothing is wrong that the binding could tell. The project's first status wakes
 /// the binding; this bounds the wait should that never come.
 const QUEUED_GRACE: Duration = Duration::from_secs(600);
 

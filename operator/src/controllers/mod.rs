@@ -70,8 +70,8 @@ where
 /// The backoff a Controller puts over the merge of all its trigger streams: none, because every watch we hand it
 /// already backs off on its own (`default_backoff`). kube's default here is a second, shared exponential backoff: after
 /// an outage each of the kind's watches reports its errors in turn, the shared delay doubles with each, and meanwhile
-/// *every* trigger of the kind waits, the primary watch and the wake channel included (the outage test measured
-/// minutes until projects converged after a kube-apiserver restart; with this, about a second).
+/// *every* trigger of the kind waits, the primary watch and the wake channel included (after a kube-apiserver
+/// restart, projects took minutes to converge with it and about a second without: docs/benchmarks.md).
 pub struct EachWatchBacksOff;
 
 impl Iterator for EachWatchBacksOff {

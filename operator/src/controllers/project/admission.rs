@@ -82,10 +82,10 @@ pub fn waiting_in(ctx: &Context, workspace: &str) -> Vec<ObjectRef<Project>> {
 /// `only`: the project whose verdict is wanted; `None` for all (the workspace's view, with budget allocations).
 ///
 /// Siblings change a verdict only through what they hold or older ones take first: budget, a place under
-/// `maxProjects`, a `projectId`. Without a budget no sibling's quota matters, so theirs are not built (at a thousand
-/// projects, building them in every project reconcile was most of the operator's CPU); without a budget or
-/// `maxProjects` only the siblings with the same `projectId` matter, so the others are not even sorted (at five
-/// thousand, sorting all of them in every project reconcile made provisioning quadratic).
+/// `maxProjects`, a `projectId`. Without a budget no sibling's quota matters, so theirs are not built (at bulk,
+/// building them in every project reconcile was most of the operator's CPU); without a budget or `maxProjects` only
+/// the siblings with the same `projectId` matter, so the others are not even sorted (sorting all of them in every
+/// project reconcile made provisioning quadratic: docs/benchmarks.md).
 fn decide_for(
     ctx: &Context,
     workspace: &Workspace,
